@@ -1,0 +1,1 @@
+"""Fine-tuning: critique→revision data, LoRA/QLoRA training, evaluation, merging."""

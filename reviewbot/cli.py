@@ -1,0 +1,175 @@
+"""The ``reviewbot`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reviewbot import __version__
+from reviewbot.config import DEMO_MODEL, GenerationSettings, PlanLimits, ReviewOptions
+from reviewbot.units import DiffError
+
+log = logging.getLogger("reviewbot")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reviewbot", description="Self-hosted AI code review for pull requests."
+    )
+    parser.add_argument("--version", action="version", version=f"reviewbot {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_review(sub)
+    return parser
+
+
+def _add_review(sub: argparse._SubParsersAction) -> None:
+    gen = GenerationSettings()
+    p = sub.add_parser("review", help="review a unified diff")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("diff", nargs="?", help="diff file, or - for standard input (default)")
+    src.add_argument("--git", metavar="BASE..HEAD", help="review `git diff BASE..HEAD` here")
+    p.add_argument("--model", default=None, help=f"HF id or local dir (default: {DEMO_MODEL})")
+    p.add_argument("--adapter", default=None, help="peft LoRA adapter directory")
+    p.add_argument(
+        "--prompt-format",
+        choices=["alpaca", "alpaca-dialogue", "chat"],
+        default=None,
+        help="default: the adapter's, else chat if the tokenizer has a template, else alpaca",
+    )
+    p.add_argument("--revise", action="store_true", help="propose ```suggestion revisions")
+    p.add_argument("--summary", action="store_true", help="summarise the flaws found")
+    p.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto")
+    p.add_argument("--max-new-tokens", type=int, default=gen.max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=gen.batch_size)
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    p.add_argument("--dry-run", action="store_true", help="plan only; no model is loaded")
+    p.add_argument(
+        "--deletions",
+        choices=["skip", "left"],
+        default=PlanLimits().deletions,
+        help="pure-deletion hunks: skip them, or review them on the old (LEFT) side",
+    )
+    p.add_argument("--include", action="append", default=[], metavar="GLOB")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    p.set_defaults(func=cmd_review)
+
+
+def read_diff(args: argparse.Namespace) -> str:
+    """The diff text from --git, a file, or standard input."""
+    if args.git:
+        from reviewbot.diffplan import git_diff_args
+
+        if ".." not in args.git:
+            raise CliError(f"--git expects BASE..HEAD, got {args.git!r}", EXIT_USAGE)
+        try:
+            proc = subprocess.run(git_diff_args(args.git), capture_output=True, check=False)
+        except FileNotFoundError as e:
+            raise CliError("git is not installed or not on PATH") from e
+        if proc.returncode != 0:
+            msg = proc.stderr.decode(errors="replace").strip()
+            raise CliError(f"git diff {args.git} failed: {msg}", EXIT_USAGE)
+        data = proc.stdout
+    elif args.diff in (None, "-"):
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(args.diff).read_bytes()
+        except OSError as e:
+            raise CliError(f"cannot read {args.diff}: {e.strerror}", EXIT_USAGE) from e
+    text = data.decode("utf-8", errors="replace")
+    if "\ufffd" in text and b"\xef\xbf\xbd" not in data:
+        log.warning("the diff is not valid UTF-8; undecodable bytes were replaced")
+    return text
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from reviewbot.diffplan import plan_diff
+    from reviewbot.render import plan_json, plan_markdown, review_json, review_markdown
+
+    base = PlanLimits()
+    limits = PlanLimits(
+        deletions=args.deletions,
+        include_globs=tuple(args.include),
+        exclude_globs=base.exclude_globs + tuple(args.exclude),
+    )
+    try:
+        plan = plan_diff(read_diff(args), limits)
+    except DiffError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+    if args.dry_run:
+        out = plan_json(plan) if args.format == "json" else plan_markdown(plan)
+        sys.stdout.write(out)
+        return EXIT_OK
+    if args.max_new_tokens < 1 or args.batch_size < 1:
+        raise CliError("--max-new-tokens and --batch-size must be positive", EXIT_USAGE)
+
+    from reviewbot.engine import load_engine
+    from reviewbot.pipeline import review_plan
+
+    if plan.units:
+        settings = GenerationSettings(
+            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+        )
+        try:
+            engine = load_engine(
+                args.model,
+                adapter=args.adapter,
+                quantize=args.quantize,
+                prompt_format=args.prompt_format,
+                settings=settings,
+            )
+        except (OSError, ValueError, ImportError) as e:
+            raise CliError(f"cannot load model: {e}") from e
+        log.info(
+            "model %s on %s (%s), prompt format %s",
+            engine.model_name,
+            engine.device,
+            "4-bit NF4" if engine.quantized else "full precision",
+            engine.prompt_format,
+        )
+        log.info("reviewing %d unit(s)", len(plan.units))
+        options = ReviewOptions(revise=args.revise, summary=args.summary)
+        review = review_plan(
+            plan, lambda ps: engine.generate(ps, progress=True), engine.renderer, options
+        )
+    else:
+        from reviewbot.findings import Review
+
+        log.info("nothing to review: the diff has no reviewable hunks")
+        review = Review((), (), None, plan.skipped)
+    sys.stdout.write(review_json(review) if args.format == "json" else review_markdown(review))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except CliError as e:
+        print(f"reviewbot: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("reviewbot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

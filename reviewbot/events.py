@@ -1,0 +1,187 @@
+"""GitHub webhook events → jobs (pure: no IO).
+
+:func:`verify_signature` checks ``X-Hub-Signature-256``; :func:`parse_event`
+turns a verified delivery into a :class:`~reviewbot.jobs.Job`, an
+:class:`Ignored` (with the reason), or raises :class:`PayloadError`. Each event
+name has one handler in :data:`HANDLERS`; a new event is one more entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reviewbot.jobs import Job, JobKind
+
+SIGNATURE_PREFIX = "sha256="
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+#: pull_request actions that start a full review, and the one that starts an incremental one.
+FULL_REVIEW_ACTIONS = frozenset({"opened", "reopened", "ready_for_review"})
+INCREMENTAL_ACTIONS = frozenset({"synchronize"})
+
+
+class PayloadError(ValueError):
+    """The payload lacks a field the event needs (the web layer answers 400)."""
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A delivery that starts no job.
+
+    ``status`` is what the web layer answers (``"ignored"``, or ``"pong"`` for a
+    ping); ``handled`` is False for events and actions reviewbot does not know.
+    """
+
+    reason: str
+    status: str = "ignored"
+    handled: bool = True
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    """Server-wide event handling: draft reviews and the bot's own login."""
+
+    review_drafts: bool = False
+    bot_login: str | None = None
+
+
+Handler = Callable[[Mapping[str, Any], str, EventConfig], "Job | Ignored"]
+
+
+def verify_signature(body: bytes, header: str | None, secrets: Sequence[str]) -> bool:
+    """True if ``header`` is ``sha256=<hex HMAC-SHA256 of body>`` under any of ``secrets``.
+
+    Compared in constant time; a missing, malformed, SHA-1 or differently
+    prefixed header is False.
+    """
+    if not header or not header.startswith(SIGNATURE_PREFIX):
+        return False
+    try:
+        provided = header.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    matched = False
+    for secret in secrets:
+        if not secret:
+            continue
+        digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+        expected = (SIGNATURE_PREFIX + digest).encode("ascii")
+        matched |= hmac.compare_digest(expected, provided)
+    return matched
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
+    return SIGNATURE_PREFIX + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def parse_event(
+    event: str, payload: Mapping[str, Any], delivery_id: str, config: EventConfig
+) -> Job | Ignored:
+    """The job a delivery starts, or why it starts none; PayloadError if malformed."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError("payload is not a JSON object")
+    handler = HANDLERS.get(event)
+    if handler is None:
+        return Ignored(f"unhandled event {event!r}", handled=False)
+    return handler(payload, delivery_id, config)
+
+
+def on_ping(payload: Mapping[str, Any], delivery_id: str, config: EventConfig) -> Ignored:
+    """GitHub's hook test: answered with a pong."""
+    return Ignored("ping", status="pong")
+
+
+def on_installation(payload: Mapping[str, Any], delivery_id: str, config: EventConfig) -> Ignored:
+    """App installed, removed, suspended...: nothing to queue (tokens are per job)."""
+    action = _field(payload, "action", str)
+    return Ignored(f"installation {action}: nothing to do")
+
+
+def on_pull_request(
+    payload: Mapping[str, Any], delivery_id: str, config: EventConfig
+) -> Job | Ignored:
+    """Opened / reopened / ready for review → full review; synchronize → incremental."""
+    action = _field(payload, "action", str)
+    if action in FULL_REVIEW_ACTIONS:
+        kind: JobKind = "auto"
+    elif action in INCREMENTAL_ACTIONS:
+        kind = "incremental"
+    elif action == "closed":
+        return Ignored("pull request closed")
+    else:
+        return Ignored(f"unhandled event 'pull_request' action {action!r}", handled=False)
+    pr = _field(payload, "pull_request", Mapping)
+    head_sha = _sha(_field(payload, "pull_request.head.sha", str), "pull_request.head.sha")
+    before_sha = None
+    if kind == "incremental":
+        before_sha = _sha(_field(payload, "before", str), "before")
+        after = payload.get("after")
+        head_sha = _sha(after, "after") if after else head_sha
+    job = Job(
+        kind=kind,
+        repo=_field(payload, "repository.full_name", str),
+        installation_id=_field(payload, "installation.id", int),
+        pr_number=_field(payload, "pull_request.number", int),
+        head_sha=head_sha,
+        before_sha=before_sha,
+        delivery_id=delivery_id,
+        sender=_sender_login(payload),
+    )
+    return _skip_reason(payload, pr, config) or job
+
+
+#: Event name → handler. Slash commands add ``issue_comment`` and
+#: ``pull_request_review_comment`` here.
+HANDLERS: dict[str, Handler] = {
+    "ping": on_ping,
+    "installation": on_installation,
+    "pull_request": on_pull_request,
+}
+
+
+def _skip_reason(
+    payload: Mapping[str, Any], pr: Mapping[str, Any], config: EventConfig
+) -> Ignored | None:
+    """Why a well-formed pull_request delivery is not reviewed, if it is not."""
+    sender = payload.get("sender")
+    if isinstance(sender, Mapping):
+        if sender.get("type") == "Bot":
+            return Ignored(f"sender {sender.get('login')!r} is a bot")
+        if config.bot_login and sender.get("login") == config.bot_login:
+            return Ignored("sender is reviewbot itself")
+    if pr.get("state") == "closed":
+        return Ignored("pull request is closed")
+    if pr.get("draft") is True and not config.review_drafts:
+        return Ignored("draft")
+    return None
+
+
+def _sender_login(payload: Mapping[str, Any]) -> str | None:
+    sender = payload.get("sender")
+    login = sender.get("login") if isinstance(sender, Mapping) else None
+    return login if isinstance(login, str) else None
+
+
+def _field(data: Mapping[str, Any], path: str, kind: type) -> Any:
+    """The value at dotted ``path``, which must be a ``kind``; PayloadError otherwise."""
+    value: Any = data
+    for name in path.split("."):
+        if not isinstance(value, Mapping) or name not in value:
+            raise PayloadError(f"payload is missing {path}")
+        value = value[name]
+    # bool is an int subclass: a JSON true is no id.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PayloadError(f"payload field {path} is not a {kind.__name__}")
+    return value
+
+
+def _sha(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not _SHA.fullmatch(value):
+        raise PayloadError(f"payload field {name} is not a commit sha")
+    return value

@@ -1,0 +1,603 @@
+"""The GitHub REST API edge (PyGithub): app auth, pull requests, reviews, check runs.
+
+Errors leave this module as two types:
+
+- :class:`TransientGitHubError` (a :class:`GitHubError`): 5xx, rate limits
+  (403/429 primary or secondary), network errors — after a small, bounded
+  number of in-process attempts (:class:`~reviewbot.config.GitHubSettings`).
+  ``retry_after`` tells the job queue when to try again, when GitHub said.
+- :class:`GitHubError`: any other refusal (4xx), with a clear message.
+
+PyGithub's own retries are off (``retry=None``) so every wait is bounded here and
+a review POST is never blindly repeated. Tokens, JWTs and the private key never
+appear in messages; a log filter also scrubs them from PyGithub's debug logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from github import Auth, Github, GithubException, UnknownObjectException
+from github.PullRequest import PullRequest
+from github.Repository import Repository
+from github.Requester import Requester
+
+from reviewbot.config import (
+    CHECK_RUN_CONCLUSIONS,
+    CHECK_RUN_SUMMARY_MAX_CHARS,
+    CHECK_RUN_TITLE_MAX_CHARS,
+    DEFAULT_GITHUB_API_URL,
+    REPO_CONFIG_PATH,
+    GitHubSettings,
+)
+from reviewbot.github_review import (
+    Markers,
+    ReviewPayload,
+    clip_text,
+    move_comments_to_body,
+    parse_markers,
+    unplaceable_comments,
+)
+from reviewbot.repo_config import RepoConfig, RepoConfigError, parse_repo_config
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DIFF_MEDIA_TYPE = "application/vnd.github.diff"
+_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_DEFAULT_SETTINGS = GitHubSettings()
+
+
+# --- secrets stay out of logs ----------------------------------------------------------
+
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r'("token"\s*:\s*")[^"]*(")'), r"\1***\2"),
+    (re.compile(r"\b(gh[opsur]_|github_pat_|v1\.)[A-Za-z0-9_]{8,}"), r"\1***"),
+    (re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*"), "***jwt***"),
+    (re.compile(r"(Bearer\s+)[\w.~+/=-]{8,}", re.I), r"\1***"),
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+        "***private key***",
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with installation tokens, JWTs and private keys masked."""
+    for pattern, repl in _SECRET_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks secrets in records (PyGithub logs whole response bodies at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_REDACT = _RedactSecrets()
+for _name in ("github.Requester", "github.GithubRetry", "urllib3.connectionpool", __name__):
+    logging.getLogger(_name).addFilter(_REDACT)
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class GitHubError(Exception):
+    """GitHub refused a request (or it could not be made); the message is safe to show."""
+
+    user_facing = True
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(redact(message))
+
+
+class TransientGitHubError(GitHubError):
+    """A failure worth retrying later; ``retry_after`` seconds when GitHub said so."""
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status)
+
+
+class DiffTooLargeError(GitHubError):
+    """GitHub will not render the diff (HTTP 406: too many files or lines)."""
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def retry_after_seconds(
+    headers: Mapping[str, Any] | None, now: float | None = None
+) -> float | None:
+    """Seconds to wait, from ``Retry-After`` or an exhausted ``x-ratelimit-reset``."""
+    now = time.time() if now is None else now
+    value = _header(headers, "retry-after")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            return max(0.0, when.timestamp() - now)
+    reset = _header(headers, "x-ratelimit-reset")
+    if _header(headers, "x-ratelimit-remaining") == "0" and reset is not None:
+        try:
+            return max(0.0, float(reset) - now) + 1.0
+        except ValueError:
+            return None
+    return None
+
+
+def _error_text(data: Any) -> str:
+    if not isinstance(data, dict):
+        return str(data)[:300] if data else ""
+    text = str(data.get("message") or "")
+    details = []
+    for err in data.get("errors") or []:
+        if isinstance(err, dict):
+            details.append(str(err.get("message") or err.get("code") or err))
+        else:
+            details.append(str(err))
+    if details:
+        text += f" ({'; '.join(details)})"
+    return text
+
+
+def classify(error: GithubException, what: str, settings: GitHubSettings) -> GitHubError:
+    """The :class:`GitHubError` (transient or not) for a PyGithub exception."""
+    status = error.status
+    headers = error.headers or {}
+    text = _error_text(error.data)
+    said = str(error.data.get("message") or "") if isinstance(error.data, dict) else ""
+    retry_after = retry_after_seconds(headers)
+    message = f"{what}: GitHub answered {status}" + (f": {text}" if text else "")
+    if status >= 500:
+        return TransientGitHubError(message, retry_after, status)
+    rate_limited = (
+        status == 429
+        or _header(headers, "x-ratelimit-remaining") == "0"
+        or retry_after is not None
+        or Requester.isRateLimitError(said)
+    )
+    if status in (403, 429) and rate_limited:
+        if retry_after is None and not Requester.isPrimaryRateLimitError(said):
+            retry_after = settings.secondary_rate_limit_wait
+        return TransientGitHubError(f"{message} (rate limited)", retry_after, status)
+    if status == 406:
+        return DiffTooLargeError(message, status)
+    return GitHubError(message, status)
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    number: int
+    title: str
+    head_sha: str
+    base_sha: str
+    draft: bool
+    state: str
+    author: str
+    author_type: str
+    default_branch: str
+
+
+def _check_repo(full_name: str) -> str:
+    if not _REPO_NAME.fullmatch(full_name):
+        raise ValueError(f"not a repository full name (owner/name): {full_name!r}")
+    return full_name
+
+
+def _check_private_key(private_key: str) -> None:
+    try:
+        load_pem_private_key(private_key.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError("the GitHub App private key is not an unencrypted PEM key") from None
+
+
+# --- auth ------------------------------------------------------------------------------
+
+
+class _SharedInstallationAuth(Auth.AppInstallationAuth):
+    """One installation's auth, shared by all its clients.
+
+    PyGithub's AppInstallationAuth keeps its token until shortly before it
+    expires; sharing one instance per installation (and locking the refresh)
+    makes every client of that installation reuse one token.
+    """
+
+    def __init__(self, app_auth: Auth.AppAuth, installation_id: int) -> None:
+        super().__init__(app_auth, installation_id)
+        self._token_lock = threading.Lock()
+
+    @property
+    def token(self) -> str:
+        with self._token_lock:
+            return super().token
+
+
+def _make_github(auth: Auth.Auth, base_url: str, settings: GitHubSettings) -> Github:
+    return Github(
+        auth=auth,
+        base_url=base_url.rstrip("/"),
+        timeout=settings.timeout_seconds,
+        user_agent=settings.user_agent,
+        per_page=settings.per_page,
+        retry=None,
+        seconds_between_requests=settings.seconds_between_requests or None,
+        seconds_between_writes=settings.seconds_between_writes or None,
+        lazy=True,
+    )
+
+
+class GitHubApp:
+    """A GitHub App: hands out clients authenticated as one of its installations."""
+
+    def __init__(
+        self,
+        app_id: int,
+        private_key: str,
+        base_url: str = DEFAULT_GITHUB_API_URL,
+        settings: GitHubSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        _check_private_key(private_key)
+        self.app_id = app_id
+        self.base_url = base_url.rstrip("/")
+        self.settings = settings or _DEFAULT_SETTINGS
+        self._sleep = sleep
+        self._app_auth = Auth.AppAuth(app_id, private_key)
+        self._auths: dict[int, _SharedInstallationAuth] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"GitHubApp(app_id={self.app_id}, base_url={self.base_url!r})"
+
+    def _auth(self, installation_id: int) -> _SharedInstallationAuth:
+        with self._lock:
+            auth = self._auths.get(installation_id)
+            if auth is None:
+                auth = _SharedInstallationAuth(self._app_auth, installation_id)
+                self._auths[installation_id] = auth
+            return auth
+
+    def installation(self, installation_id: int) -> GitHubClient:
+        """A client acting as ``installation_id`` (its token is cached until expiry)."""
+        gh = _make_github(self._auth(installation_id), self.base_url, self.settings)
+        return GitHubClient(gh, self.settings, self._sleep)
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+class GitHubClient:
+    """The calls reviewbot makes, with bounded retries and clear errors."""
+
+    def __init__(
+        self,
+        gh: Github,
+        settings: GitHubSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._gh = gh
+        self.settings = settings or _DEFAULT_SETTINGS
+        self._sleep = sleep
+
+    @classmethod
+    def from_token(
+        cls,
+        token: str,
+        base_url: str = DEFAULT_GITHUB_API_URL,
+        settings: GitHubSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> GitHubClient:
+        """A client using a plain token (personal access or installation token)."""
+        settings = settings or _DEFAULT_SETTINGS
+        return cls(_make_github(Auth.Token(token), base_url, settings), settings, sleep)
+
+    def __repr__(self) -> str:
+        return f"GitHubClient(base_url={self._gh.requester.base_url!r})"
+
+    def close(self) -> None:
+        self._gh.close()
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --
+
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        on_retry: Callable[[], T | None] | None = None,
+    ) -> T:
+        """``fn()``, retried on transient errors at most ``settings.attempts`` times.
+
+        ``on_retry`` runs before each retry; a non-None result is returned
+        instead of retrying (a POST that GitHub did apply despite the error).
+        """
+        s = self.settings
+        for attempt in range(1, s.attempts + 1):
+            try:
+                return fn()
+            except GithubException as e:
+                err = classify(e, what, s)
+                err.__cause__ = e
+            except requests.RequestException as e:
+                err = TransientGitHubError(f"{what}: network error ({type(e).__name__})")
+                err.__cause__ = e
+            if not isinstance(err, TransientGitHubError) or attempt >= s.attempts:
+                raise err
+            wait = err.retry_after
+            if wait is None:
+                wait = s.backoff_seconds * 2 ** (attempt - 1)
+            if wait > s.max_wait_seconds:
+                raise err
+            log.warning("%s; retry %d of %d in %.1fs", err, attempt, s.attempts - 1, wait)
+            self._sleep(wait)
+            if on_retry is not None:
+                done = on_retry()
+                if done is not None:
+                    return done
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _repo(self, full_name: str) -> Repository:
+        return self._gh.get_repo(_check_repo(full_name))
+
+    def _pull(self, full_name: str, number: int) -> PullRequest:
+        return self._repo(full_name).get_pull(number)
+
+    def _get_text(self, url: str, accept: str) -> str:
+        """GET ``url`` as text in media type ``accept`` (auth and base URL shared)."""
+        status, headers, body = self._gh.requester.requestJson(
+            "GET", url, headers={"Accept": accept}
+        )
+        if status >= 400:
+            try:
+                data = json.loads(body) if body else None
+            except ValueError:
+                data = {"message": body[:300]}
+            raise Requester.createException(status, headers, data)
+        return body
+
+    # -- pull requests --
+
+    def pull(self, repo: str, number: int) -> PullInfo:
+        """The pull request's metadata."""
+
+        def fetch() -> PullInfo:
+            pr = self._pull(repo, number)
+            return PullInfo(
+                number=pr.number,
+                title=pr.title,
+                head_sha=pr.head.sha,
+                base_sha=pr.base.sha,
+                draft=bool(pr.draft),
+                state=pr.state,
+                author=pr.user.login,
+                author_type=pr.user.type,
+                default_branch=pr.base.repo.default_branch,
+            )
+
+        return self._call(f"GET /repos/{repo}/pulls/{number}", fetch)
+
+    def pull_diff(self, repo: str, number: int) -> str:
+        """The pull request's diff (``application/vnd.github.diff``)."""
+        url = f"/repos/{_check_repo(repo)}/pulls/{number}"
+        return self._call(f"GET {url} (diff)", lambda: self._get_text(url, DIFF_MEDIA_TYPE))
+
+    def compare_diff(self, repo: str, base_sha: str, head_sha: str) -> str:
+        """The diff between two commits (for incremental reviews)."""
+        url = f"/repos/{_check_repo(repo)}/compare/{base_sha}...{head_sha}"
+        return self._call(f"GET {url} (diff)", lambda: self._get_text(url, DIFF_MEDIA_TYPE))
+
+    # -- repository configuration --
+
+    def repo_config(self, repo: str, default_branch: str | None = None) -> RepoConfig:
+        """``.github/reviewbot.toml`` from the default branch; defaults when absent.
+
+        ``default_branch`` None reads at GitHub's default ref, the default branch.
+        Raises :class:`RepoConfigError` for an invalid file.
+        """
+
+        def fetch() -> str | None:
+            r = self._repo(repo)
+            try:
+                if default_branch is None:
+                    content = r.get_contents(REPO_CONFIG_PATH)
+                else:
+                    content = r.get_contents(REPO_CONFIG_PATH, ref=default_branch)
+            except UnknownObjectException:
+                return None
+            if isinstance(content, list) or content.type != "file":
+                raise RepoConfigError("is not a file")
+            if content.encoding != "base64":
+                raise RepoConfigError("is too large to read")
+            try:
+                return content.decoded_content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RepoConfigError("is not UTF-8 text") from None
+
+        text = self._call(f"GET /repos/{repo}/contents/{REPO_CONFIG_PATH}", fetch)
+        if text is None:
+            log.info("%s has no %s; using defaults", repo, REPO_CONFIG_PATH)
+        return parse_repo_config(text)
+
+    # -- what was posted before --
+
+    def markers(self, repo: str, number: int) -> Markers:
+        """Every reviewbot marker in the PR's reviews and review comments."""
+
+        def fetch() -> Markers:
+            pr = self._pull(repo, number)
+            found = Markers()
+            for review in pr.get_reviews():
+                found |= parse_markers(review.body)
+            for comment in pr.get_review_comments():
+                found |= parse_markers(comment.body)
+            return found
+
+        return self._call(f"GET /repos/{repo}/pulls/{number}/reviews+comments", fetch)
+
+    def posted_fingerprints(self, repo: str, number: int) -> set[str]:
+        """Fingerprints of the findings already posted on the pull request."""
+        return set(self.markers(repo, number).findings)
+
+    def find_review(
+        self, repo: str, number: int, kind: str, head_sha: str, fingerprint: str | None = None
+    ) -> int | None:
+        """The id of a posted review of ``kind`` at ``head_sha`` (and ``fingerprint``)."""
+
+        def fetch() -> int | None:
+            for review in self._pull(repo, number).get_reviews():
+                for m in parse_markers(review.body).reviews:
+                    if (m.kind, m.head_sha) == (kind, head_sha) and fingerprint in (
+                        None,
+                        m.fingerprint,
+                    ):
+                        return review.id
+            return None
+
+        return self._call(f"GET /repos/{repo}/pulls/{number}/reviews", fetch)
+
+    def has_review(self, repo: str, number: int, kind: str, head_sha: str) -> bool:
+        """Whether a review of ``kind`` at ``head_sha`` was already posted."""
+        return self.find_review(repo, number, kind, head_sha) is not None
+
+    # -- posting --
+
+    def post_review(self, repo: str, number: int, payload: ReviewPayload) -> int:
+        """Post ``payload`` as one review; returns its id.
+
+        A 422 (a comment GitHub cannot place) moves the comments it cannot place
+        — found against the PR's file patches, else all of them — into the body
+        and retries, so the review is still posted. Before any retry after an
+        uncertain failure (5xx, network), an already-posted review with the same
+        marker is looked up and returned instead: the review is never posted twice.
+        """
+        url = f"/repos/{_check_repo(repo)}/pulls/{number}/reviews"
+        current = payload
+        checked_patches = False
+
+        def posted() -> int | None:
+            return self.find_review(
+                repo, number, payload.kind, payload.head_sha, payload.fingerprint
+            )
+
+        while True:
+            body = current.to_json()
+            try:
+                review_id = self._call(
+                    f"POST {url}", lambda body=body: self._post_json(url, body), posted
+                )
+            except GitHubError as e:
+                if e.status != 422 or not current.inline:
+                    raise
+                bad = [] if checked_patches else self._unplaceable(repo, number, current)
+                checked_patches = True
+                moving = bad or list(range(len(current.inline)))
+                log.warning(
+                    "review on %s#%d rejected (%s); moving %d of %d inline comments into the body",
+                    repo,
+                    number,
+                    e,
+                    len(moving),
+                    len(current.inline),
+                )
+                current = move_comments_to_body(current, moving)
+                continue
+            log.info(
+                "posted review %d on %s#%d: %d inline comment(s), %d finding(s) in the body",
+                review_id,
+                repo,
+                number,
+                len(current.inline),
+                len(current.in_body),
+            )
+            return review_id
+
+    def _post_json(self, url: str, body: dict[str, Any]) -> int:
+        _, data = self._gh.requester.requestJsonAndCheck("POST", url, input=body)
+        return int(data["id"])
+
+    def _unplaceable(self, repo: str, number: int, payload: ReviewPayload) -> list[int]:
+        """Inline comments of ``payload`` outside the PR's diff ([] when unknown)."""
+        try:
+            patches = self._call(
+                f"GET /repos/{repo}/pulls/{number}/files",
+                lambda: {f.filename: f.patch for f in self._pull(repo, number).get_files()},
+            )
+        except GitHubError as e:
+            log.warning("cannot check comment anchors on %s#%d: %s", repo, number, e)
+            return []
+        return unplaceable_comments(payload.inline, patches)
+
+    # -- check runs --
+
+    def start_check_run(self, repo: str, head_sha: str) -> int:
+        """Create the "reviewbot" check run on ``head_sha``, in progress; returns its id."""
+
+        def create() -> int:
+            run = self._repo(repo).create_check_run(
+                name=self.settings.check_run_name,
+                head_sha=head_sha,
+                status="in_progress",
+                started_at=datetime.now(UTC),
+            )
+            return run.id
+
+        return self._call(f"POST /repos/{repo}/check-runs", create)
+
+    def complete_check_run(
+        self, repo: str, check_id: int, conclusion: str, title: str, summary: str
+    ) -> None:
+        """Complete check run ``check_id`` with ``conclusion`` and its output text."""
+        if conclusion not in CHECK_RUN_CONCLUSIONS:
+            raise ValueError(f"unknown check run conclusion {conclusion!r}")
+        url = f"/repos/{_check_repo(repo)}/check-runs/{check_id}"
+        body = {
+            "status": "completed",
+            "conclusion": conclusion,
+            "completed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "output": {
+                "title": clip_text(title, CHECK_RUN_TITLE_MAX_CHARS),
+                "summary": clip_text(summary, CHECK_RUN_SUMMARY_MAX_CHARS),
+            },
+        }
+        self._call(
+            f"PATCH {url}",
+            lambda: self._gh.requester.requestJsonAndCheck("PATCH", url, input=body),
+        )

@@ -1,0 +1,53 @@
+"""Jobs: what the webhook enqueues and a worker executes (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+JobKind = Literal["auto", "incremental", "review", "revise", "summary", "ask", "help"]
+JOB_KINDS: tuple[str, ...] = ("auto", "incremental", "review", "revise", "summary", "ask", "help")
+#: Kinds started by a person in a PR comment; served before automatic reviews.
+INTERACTIVE_KINDS: frozenset[str] = frozenset({"review", "revise", "summary", "ask", "help"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for a worker.
+
+    ``before_sha`` is the previous head for an incremental review (synchronize);
+    ``comment_id`` and ``args`` belong to slash commands.
+    """
+
+    kind: JobKind
+    repo: str
+    installation_id: int
+    pr_number: int
+    head_sha: str
+    before_sha: str | None = None
+    comment_id: int | None = None
+    args: str = ""
+    delivery_id: str | None = None
+    sender: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in JOB_KINDS:
+            raise ValueError(f"unknown job kind {self.kind!r}")
+
+    @property
+    def key(self) -> str:
+        """The semantic dedupe key: (kind, repo, PR, head sha, comment id)."""
+        comment = "" if self.comment_id is None else str(self.comment_id)
+        return f"{self.kind}:{self.repo}:{self.pr_number}:{self.head_sha}:{comment}"
+
+    @property
+    def interactive(self) -> bool:
+        return self.kind in INTERACTIVE_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,179 @@
+"""The model engine on a tiny random Llama (4-bit NF4 on CPU) and on the demo model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from bitsandbytes.nn import Linear4bit, Params4bit
+from tinymodel import LORA_TARGETS as PROJECTIONS
+
+from reviewbot.config import CACHE_ENV, DEMO_MODEL, GenerationSettings
+from reviewbot.demo_model import MARKER, demo_model_dir, find_gguf, is_converted
+from reviewbot.engine import Engine, ModelLoadError, load_engine, truncate_middle
+from reviewbot.prompts import PromptFormatError
+
+NEW = 12
+
+
+def code(lines: int) -> str:
+    return "\n".join(f"def f{i}(x):\n    return x + {i}" for i in range(lines))
+
+
+def prompts(engine: Engine, sizes: tuple[int, ...] = (1, 6, 2, 9, 3, 4)) -> list[str]:
+    return [engine.renderer.task("critique", ORIGINAL=code(n)) for n in sizes]
+
+
+def load_tiny(path: Path, **kwargs) -> Engine:
+    return load_engine(str(path), device="cpu", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny4(tiny_model_dir: Path) -> Engine:
+    return load_tiny(tiny_model_dir, quantize="4bit", settings=GenerationSettings(batch_size=4))
+
+
+def test_4bit_load_packs_every_decoder_linear(tiny4: Engine, tiny_model_dir: Path) -> None:
+    assert tiny4.quantized and tiny4.device == "cpu"
+    layers = tiny4.model.model.layers
+    for layer in layers:
+        for name in PROJECTIONS:
+            module = layer.self_attn if name[0] in "qkvo" else layer.mlp
+            linear = getattr(module, name)
+            assert isinstance(linear, Linear4bit), name
+            weight = linear.weight
+            assert isinstance(weight, Params4bit) and weight.dtype == torch.uint8
+            # two 4-bit values per byte
+            assert weight.numel() * 2 == linear.in_features * linear.out_features
+            assert weight.quant_state.quant_type == "nf4"
+            assert weight.quant_state.nested  # double quantisation
+    full = load_tiny(tiny_model_dir, quantize="none")
+    assert tiny4.footprint_bytes < full.footprint_bytes
+
+
+def test_quantize_none_and_auto_on_cpu_load_full_precision(tiny_model_dir: Path) -> None:
+    for quantize in ("none", "auto"):
+        engine = load_tiny(tiny_model_dir, quantize=quantize)
+        assert not engine.quantized
+        assert not any(isinstance(m, Linear4bit) for m in engine.model.modules())
+        assert engine.model.dtype == torch.float32
+
+
+def test_generation_is_non_empty_and_deterministic(tiny4: Engine) -> None:
+    batch = prompts(tiny4)
+    first = tiny4.generate(batch, max_new_tokens=NEW)
+    stats = tiny4.last_stats
+    assert len(first) == len(batch)
+    assert all(text.strip() for text in first)
+    assert tiny4.generate(batch, max_new_tokens=NEW) == first
+    assert stats.prompts == len(batch) and stats.truncated == 0
+    assert stats.generated_tokens == len(batch) * NEW  # the tiny model never emits EOS
+    assert stats.prompt_tokens == sum(len(tiny4.encode(p, 10**6)[0]) for p in batch)
+    assert stats.seconds > 0 and stats.first_output_seconds is not None
+
+
+@pytest.mark.parametrize("quantize", ["4bit", "none"])
+def test_batched_equals_one_at_a_time(tiny_model_dir: Path, quantize: str) -> None:
+    engine = load_tiny(tiny_model_dir, quantize=quantize, settings=GenerationSettings(batch_size=4))
+    batch = prompts(engine)
+    lengths = [len(engine.encode(p, 10**6)[0]) for p in batch]
+    assert len(set(lengths)) == len(batch)  # every batch is left-padded
+    batched = engine.generate(batch, max_new_tokens=NEW)
+    single = [engine.generate([p], max_new_tokens=NEW)[0] for p in batch]
+    assert batched == single
+    assert len(set(batched)) > 1  # the output depends on the prompt
+
+
+def test_lora_adapter_changes_the_output(
+    tiny4: Engine, tiny_model_dir: Path, tiny_adapter_dir: Path
+) -> None:
+    adapted = load_tiny(tiny_model_dir, adapter=str(tiny_adapter_dir), quantize="4bit")
+    batch = prompts(tiny4)[:3]
+    assert type(adapted.model).__name__.startswith("PeftModel")
+    assert adapted.adapter_meta["base_model"] == str(tiny_model_dir)
+    with_adapter = adapted.generate(batch, max_new_tokens=NEW)
+    assert all(text.strip() for text in with_adapter)
+    assert with_adapter != tiny4.generate(batch, max_new_tokens=NEW)
+    assert adapted.generate(batch, max_new_tokens=NEW) == with_adapter
+
+
+def test_truncate_middle_keeps_head_and_tail() -> None:
+    assert truncate_middle(list(range(100)), 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    assert truncate_middle([1, 2, 3], 3) == [1, 2, 3]
+
+
+def test_too_long_prompt_is_cut_in_the_middle_and_still_generates(
+    tiny4: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = tiny4.context_length
+    assert context == 256
+    assert tiny4.budgets(NEW) == (context - NEW, NEW)
+    # Room for output is never taken below min_prompt_tokens.
+    assert tiny4.budgets(1000) == (64, context - 64)
+    long_prompt = tiny4.renderer.task("critique", ORIGINAL=code(200))
+    ids, cut = tiny4.encode(long_prompt, context - NEW)
+    text = tiny4.tokenizer.decode(ids, skip_special_tokens=True)
+    assert cut and len(ids) == context - NEW
+    assert text.startswith("Below is an instruction") and "Please critique" in text
+    assert text.endswith("### Response:\n\n")
+    with caplog.at_level(logging.WARNING, logger="reviewbot.engine"):
+        out = tiny4.generate([long_prompt, prompts(tiny4)[0]], max_new_tokens=NEW)
+    assert all(t.strip() for t in out)
+    assert tiny4.last_stats.truncated == 1
+    assert "dropping" in caplog.text
+
+
+def test_prompt_format_selection(
+    tiny_model_dir: Path, tiny_chat_model_dir: Path, tiny_adapter_dir: Path
+) -> None:
+    assert load_tiny(tiny_model_dir).prompt_format == "alpaca"
+    chat = load_tiny(tiny_chat_model_dir)
+    assert chat.prompt_format == "chat"
+    assert chat.renderer.wrap("hi") == "<|user|>\nhi</s>\n<|assistant|>\n"
+    # The adapter's recorded format beats the tokenizer's chat template...
+    adapted = load_tiny(tiny_chat_model_dir, adapter=str(tiny_adapter_dir))
+    assert adapted.prompt_format == "alpaca"
+    assert adapted.renderer.wrap("hi").endswith("### Response:\n\n")
+    # ...and an explicit choice beats both.
+    explicit = load_tiny(tiny_chat_model_dir, adapter=str(tiny_adapter_dir), prompt_format="chat")
+    assert explicit.prompt_format == "chat"
+    with pytest.raises(PromptFormatError):
+        load_tiny(tiny_model_dir, prompt_format="chat")
+
+
+def test_bad_paths_and_options_are_clear_errors(tmp_path: Path, tiny_model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_engine(str(tmp_path / "nope"))
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        load_engine(str(tmp_path))
+    with pytest.raises(ModelLoadError, match=r"no adapter_config\.json"):
+        load_tiny(tiny_model_dir, adapter=str(tmp_path))
+    with pytest.raises(ValueError, match="quantize"):
+        load_tiny(tiny_model_dir, quantize="8bit")
+    assert issubclass(ModelLoadError, OSError)  # the CLI reports OSError as "cannot load model"
+
+
+def test_demo_model_is_converted_once_and_generates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert find_gguf().suffix == ".gguf"
+    with caplog.at_level(logging.INFO, logger="reviewbot"):
+        engine = load_engine(DEMO_MODEL, device="cpu")
+    assert "converting the demo model" in caplog.text
+    converted = demo_model_dir()
+    assert converted.parent == tmp_path / "models" and is_converted(converted)
+    assert [p.name for p in converted.parent.iterdir()] == [converted.name]  # no temp dirs
+    stamp = (converted / MARKER).stat().st_mtime_ns
+    assert engine.prompt_format == "chat"  # the GGUF carries SmolLM2's chat template
+    assert engine.renderer.wrap("hi").endswith("<|im_start|>assistant\n")
+    out = engine.generate([engine.renderer.wrap("What does `len([1, 2])` return?")], 8)
+    assert out[0].strip()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="reviewbot"):
+        again = load_engine(None, device="cpu", quantize="4bit")
+    assert "converting" not in caplog.text
+    assert (converted / MARKER).stat().st_mtime_ns == stamp
+    assert again.quantized and again.footprint_bytes < engine.footprint_bytes

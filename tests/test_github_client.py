@@ -1,0 +1,598 @@
+"""The GitHub client against the stand-in, over real HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from github_standin import (  # noqa: F401  (fixtures: github, app_key)
+    APP_ID,
+    GitHubStandIn,
+    app_key_fixture,
+    github_fixture,
+    make_app_key,
+    public_key_of,
+)
+
+from reviewbot.config import GitHubSettings
+from reviewbot.findings import Comment, Review, fingerprint
+from reviewbot.github_client import (
+    GitHubApp,
+    GitHubClient,
+    GitHubError,
+    PullInfo,
+    TransientGitHubError,
+    redact,
+    retry_after_seconds,
+)
+from reviewbot.github_review import ReviewPayload, build_review_payload
+from reviewbot.repo_config import RepoConfig, RepoConfigError
+
+REPO = "octo/demo"
+INSTALLATION = 77
+HEAD = "a" * 40
+BASE = "b" * 40
+DIFF = """diff --git a/src/app.py b/src/app.py
+index 1111111..2222222 100644
+--- a/src/app.py
++++ b/src/app.py
+@@ -1,4 +1,6 @@
+ import os
+-import re
++import sys
++import json
+ def main():
+-    pass
++    run()
++    return 0
+@@ -20,2 +22,3 @@ def helper():
+     x = 1
++    y = 2
+     return x
+"""
+FAST = GitHubSettings(
+    seconds_between_requests=0,
+    seconds_between_writes=0,
+    backoff_seconds=0.01,
+    max_wait_seconds=5,
+    attempts=3,
+)
+
+
+class Sleeps:
+    """Records waits instead of sleeping (keeps retry tests fast)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def app(github: GitHubStandIn, app_key: str, sleeps: Sleeps) -> GitHubApp:
+    github.add_repo(REPO, files_on_default={".github/reviewbot.toml": "max_comments = 2\n"})
+    github.add_pull(
+        REPO,
+        7,
+        DIFF,
+        HEAD,
+        BASE,
+        files_at_head={".github/reviewbot.toml": "max_comments = 99\n"},
+    )
+    return GitHubApp(APP_ID, app_key, base_url=github.url, settings=FAST, sleep=sleeps)
+
+
+@pytest.fixture
+def client(app: GitHubApp) -> GitHubClient:
+    return app.installation(INSTALLATION)
+
+
+def make_comment(line: int, text: str, start: int | None = None, path: str = "src/app.py"):
+    return Comment(path, line, "RIGHT", start, text, None, fingerprint(path, text, None))
+
+
+def payload_for(*comments: Comment, posted: set[str] | None = None) -> ReviewPayload:
+    payload = build_review_payload(
+        Review((), comments, None, ()), "auto", HEAD, posted or set(), 10
+    )
+    assert payload is not None
+    return payload
+
+
+GOOD = make_comment(2, "Is sys used anywhere?")
+MULTI = make_comment(6, "Return a named exit code.", start=5)
+OUTSIDE = make_comment(15, "This line is not in the diff.")
+REMOVED = Comment(
+    "src/app.py", 2, "LEFT", None, "Is re still needed?", None, fingerprint("x", "re", None)
+)
+
+
+# --- auth ------------------------------------------------------------------------------
+
+
+def test_one_token_per_installation_reused_by_every_client(
+    app: GitHubApp,
+    github: GitHubStandIn,
+) -> None:
+    first, second = app.installation(INSTALLATION), app.installation(INSTALLATION)
+    first.pull(REPO, 7)
+    second.pull_diff(REPO, 7)
+    second.posted_fingerprints(REPO, 7)
+    assert len(github.requests_to("POST", r"/access_tokens$")) == 1
+    assert github.requests_to("POST", r"/access_tokens$")[0].path == (
+        f"/app/installations/{INSTALLATION}/access_tokens"
+    )
+    assert all(r.auth == "token" for r in github.requests if "/repos/" in r.path)
+    app.installation(INSTALLATION + 1).pull(REPO, 7)
+    assert len(github.issued_tokens) == 2
+
+
+def test_concurrent_clients_share_one_token_and_post_distinct_reviews(
+    app: GitHubApp, github: GitHubStandIn
+) -> None:
+    comments = [make_comment(2, f"Concurrent finding {i}.") for i in range(8)]
+
+    def post(c: Comment) -> int:
+        return app.installation(INSTALLATION).post_review(REPO, 7, payload_for(c))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(post, comments))
+    assert len(set(ids)) == 8
+    assert sorted(r["id"] for r in github.reviews(REPO, 7)) == sorted(ids)
+    assert len(github.issued_tokens) == 1
+
+
+def test_token_renewed_when_about_to_expire(app: GitHubApp, github: GitHubStandIn) -> None:
+    github.token_lifetime = 10  # below PyGithub's 20 s refresh margin
+    client = app.installation(INSTALLATION)
+    client.pull(REPO, 7)
+    client.pull(REPO, 7)
+    assert len(github.issued_tokens) == 2
+
+
+def test_jwt_signed_by_another_key_is_refused(github: GitHubStandIn) -> None:
+    github.add_repo(REPO)
+    other = GitHubApp(APP_ID, make_app_key(), base_url=github.url, settings=FAST)
+    with pytest.raises(GitHubError) as info:
+        other.installation(1).pull(REPO, 7)
+    assert info.value.status == 401
+    assert not isinstance(info.value, TransientGitHubError)
+    assert "could not be decoded" in str(info.value)
+    assert github.issued_tokens == []
+
+
+def test_jwt_with_another_app_id_is_refused(github: GitHubStandIn, app_key: str) -> None:
+    github.add_repo(REPO)
+    wrong = GitHubApp(APP_ID + 1, app_key, base_url=github.url, settings=FAST)
+    with pytest.raises(GitHubError) as info:
+        wrong.installation(1).pull(REPO, 7)
+    assert info.value.status == 401
+    assert github.issued_tokens == []
+
+
+def test_unissued_token_is_refused_and_a_known_one_works(github: GitHubStandIn) -> None:
+    github.add_repo(REPO)
+    github.add_pull(REPO, 3, DIFF, HEAD, BASE)
+    with pytest.raises(GitHubError) as info:
+        GitHubClient.from_token("ghp_notissued12345", github.url, FAST).pull(REPO, 3)
+    assert info.value.status == 401
+    github.add_token("ghp_personal12345", login="alice")
+    assert GitHubClient.from_token("ghp_personal12345", github.url, FAST).pull(REPO, 3).number == 3
+
+
+def test_enterprise_base_url_with_a_path_prefix(app_key: str) -> None:
+    ghe = GitHubStandIn(APP_ID, public_key_of(app_key), prefix="/api/v3")
+    try:
+        ghe.add_repo(REPO)
+        ghe.add_pull(REPO, 7, DIFF, HEAD, BASE)
+        assert ghe.url.endswith("/api/v3")
+        client = GitHubApp(APP_ID, app_key, ghe.url, FAST).installation(INSTALLATION)
+        assert client.pull(REPO, 7).head_sha == HEAD
+        assert client.pull_diff(REPO, 7) == DIFF
+        assert client.repo_config(REPO) == RepoConfig()
+        assert len(ghe.issued_tokens) == 1
+    finally:
+        ghe.stop()
+
+
+def test_bad_private_key_fails_early_without_echoing_it() -> None:
+    with pytest.raises(ValueError) as info:
+        GitHubApp(
+            APP_ID, "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----"
+        )
+    assert "not a key" not in str(info.value)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def test_pull_metadata(client: GitHubClient, github: GitHubStandIn) -> None:
+    github.add_pull(
+        REPO,
+        8,
+        DIFF,
+        "c" * 40,
+        BASE,
+        draft=True,
+        title="WIP",
+        author="dependabot[bot]",
+        author_type="Bot",
+    )
+    assert client.pull(REPO, 7) == PullInfo(
+        number=7,
+        title="Update the code",
+        head_sha=HEAD,
+        base_sha=BASE,
+        draft=False,
+        state="open",
+        author="Codertocat",
+        author_type="User",
+        default_branch="main",
+    )
+    info = client.pull(REPO, 8)
+    assert (info.draft, info.title, info.author, info.author_type) == (
+        True,
+        "WIP",
+        "dependabot[bot]",
+        "Bot",
+    )
+
+
+def test_diff_and_compare_use_the_diff_media_type(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    assert client.pull_diff(REPO, 7) == DIFF
+    github.set_compare(REPO, BASE, HEAD, "diff --git a/x b/x\n")
+    assert client.compare_diff(REPO, BASE, HEAD) == "diff --git a/x b/x\n"
+    for r in github.requests_to("GET", r"/(pulls/7|compare/.*)$"):
+        assert r.headers["Accept"] == "application/vnd.github.diff"
+    with pytest.raises(GitHubError) as info:
+        client.compare_diff(REPO, HEAD, BASE)
+    assert info.value.status == 404
+    assert f"/repos/{REPO}/compare/{HEAD}...{BASE}" in str(info.value)
+
+
+def test_missing_pull_is_a_clear_error(client: GitHubClient) -> None:
+    with pytest.raises(GitHubError) as info:
+        client.pull(REPO, 404)
+    assert info.value.status == 404
+    assert f"GET /repos/{REPO}/pulls/404" in str(info.value)
+    with pytest.raises(ValueError):
+        client.pull("not a repo", 1)
+
+
+def test_repo_config_comes_from_the_default_branch(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    assert client.repo_config(REPO).max_comments == 2  # not the PR head's 99
+    assert client.repo_config(REPO, default_branch="main").max_comments == 2
+    refs = [r.query.get("ref") for r in github.requests_to("GET", r"/contents/")]
+    assert refs == [None, "main"]
+
+
+def test_repo_config_absent_gives_defaults(client: GitHubClient, github: GitHubStandIn) -> None:
+    github.set_file(REPO, "main", ".github/reviewbot.toml", None)
+    assert client.repo_config(REPO) == RepoConfig()
+
+
+def test_invalid_repo_config_raises(client: GitHubClient, github: GitHubStandIn) -> None:
+    github.set_file(REPO, "main", ".github/reviewbot.toml", "max_comments = 'lots'\n")
+    with pytest.raises(RepoConfigError, match="max_comments must be an integer"):
+        client.repo_config(REPO)
+
+
+# --- posting ---------------------------------------------------------------------------
+
+
+def test_review_posted_with_exact_comments(client: GitHubClient, github: GitHubStandIn) -> None:
+    payload = payload_for(GOOD, MULTI, REMOVED)
+    review_id = client.post_review(REPO, 7, payload)
+    (posted,) = github.reviews(REPO, 7)
+    assert posted["id"] == review_id
+    assert posted["state"] == "COMMENTED"
+    assert posted["commit_id"] == HEAD
+    assert posted["body"] == payload.body
+    assert posted["user"]["login"] == "reviewbot[bot]"
+    got = [
+        (c["path"], c["start_line"], c["line"], c["side"], c["body"]) for c in posted["comments"]
+    ]
+    assert got == [
+        ("src/app.py", None, 2, "RIGHT", payload.comments[0]["body"]),
+        ("src/app.py", 5, 6, "RIGHT", payload.comments[1]["body"]),
+        ("src/app.py", None, 2, "LEFT", payload.comments[2]["body"]),
+    ]
+    assert posted["comments"][0]["diff_hunk"].endswith("\n+import sys")
+    assert posted["comments"][1]["diff_hunk"].endswith("\n+    return 0")
+    assert posted["comments"][2]["diff_hunk"].endswith("\n-import re")
+    sent = github.requests_to("POST", r"/reviews$")[0].json
+    assert sent == payload.to_json()
+
+
+def test_posted_findings_and_review_are_recognised(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    assert not client.has_review(REPO, 7, "auto", HEAD)
+    payload = payload_for(GOOD, MULTI)
+    review_id = client.post_review(REPO, 7, payload)
+    assert client.posted_fingerprints(REPO, 7) == {GOOD.fingerprint, MULTI.fingerprint}
+    assert client.has_review(REPO, 7, "auto", HEAD)
+    assert not client.has_review(REPO, 7, "incremental", HEAD)
+    assert not client.has_review(REPO, 7, "auto", BASE)
+    assert client.find_review(REPO, 7, "auto", HEAD, payload.fingerprint) == review_id
+    rerun = build_review_payload(
+        Review((), (GOOD, MULTI), None, ()),
+        "auto",
+        HEAD,
+        client.posted_fingerprints(REPO, 7),
+        10,
+    )
+    assert rerun is None
+
+
+def test_markers_are_read_across_pages(
+    app: GitHubApp,
+    github: GitHubStandIn,
+    app_key: str,
+) -> None:
+    paged = GitHubSettings(per_page=2, seconds_between_requests=0, seconds_between_writes=0)
+    client = GitHubApp(APP_ID, app_key, github.url, paged).installation(INSTALLATION)
+    comments = [make_comment(line, f"Finding number {line} here.") for line in (1, 2, 3, 4, 5)]
+    for c in comments:
+        client.post_review(REPO, 7, payload_for(c))
+    assert client.posted_fingerprints(REPO, 7) == {c.fingerprint for c in comments}
+    pages = [r.query.get("page") for r in github.requests_to("GET", r"/reviews$")]
+    assert pages[-3:] == [None, "2", "3"]
+
+
+def test_422_on_one_comment_moves_it_into_the_body(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    payload = payload_for(GOOD, OUTSIDE, MULTI)
+    review_id = client.post_review(REPO, 7, payload)
+    (posted,) = github.reviews(REPO, 7)
+    assert posted["id"] == review_id
+    assert [c["line"] for c in posted["comments"]] == [2, 6]
+    assert "GitHub could not place these on the diff" in posted["body"]
+    assert "This line is not in the diff." in posted["body"]
+    assert f"<!-- reviewbot:finding:{OUTSIDE.fingerprint} -->" in posted["body"]
+    assert posted["body"].rstrip().endswith(f"{payload.fingerprint} -->")
+    posts = github.requests_to("POST", r"/reviews$")
+    assert len(posts) == 2
+    assert len(github.requests_to("GET", r"/pulls/7/files$")) == 1
+    assert client.posted_fingerprints(REPO, 7) == {
+        GOOD.fingerprint,
+        OUTSIDE.fingerprint,
+        MULTI.fingerprint,
+    }
+
+
+def test_unexplained_422_moves_all_comments_into_the_body(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    github.fail("POST", r"/pulls/7/reviews$", 422)
+    client.post_review(REPO, 7, payload_for(GOOD, MULTI))
+    (posted,) = github.reviews(REPO, 7)
+    assert posted["comments"] == []
+    assert "Is sys used anywhere?" in posted["body"]
+    assert "Return a named exit code." in posted["body"]
+    assert len(github.requests_to("POST", r"/reviews$")) == 2
+
+
+def test_422_without_comments_is_an_error(client: GitHubClient, github: GitHubStandIn) -> None:
+    github.fail("POST", r"/reviews$", 422, times=None)
+    with pytest.raises(GitHubError) as info:
+        client.post_review(REPO, 7, payload_for(GOOD))
+    assert info.value.status == 422
+    assert "Line could not be resolved" in str(info.value)
+    assert github.reviews(REPO, 7) == []
+
+
+def test_5xx_once_is_retried_and_posts_one_review(
+    client: GitHubClient,
+    github: GitHubStandIn,
+    sleeps: Sleeps,
+) -> None:
+    github.fail("POST", r"/reviews$", 502)
+    client.post_review(REPO, 7, payload_for(GOOD))
+    assert len(github.reviews(REPO, 7)) == 1
+    assert len(github.requests_to("POST", r"/reviews$")) == 2
+    assert sleeps.waits == [FAST.backoff_seconds]
+
+
+def test_5xx_after_github_created_the_review_does_not_post_twice(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    github.fail("POST", r"/reviews$", 502, apply=True)
+    review_id = client.post_review(REPO, 7, payload_for(GOOD))
+    (posted,) = github.reviews(REPO, 7)
+    assert posted["id"] == review_id
+    assert len(github.requests_to("POST", r"/reviews$")) == 1
+
+
+def test_persistent_5xx_raises_transient_after_bounded_attempts(
+    client: GitHubClient,
+    github: GitHubStandIn,
+    sleeps: Sleeps,
+) -> None:
+    github.fail("GET", r"/pulls/7$", 503, times=None)
+    with pytest.raises(TransientGitHubError) as info:
+        client.pull(REPO, 7)
+    assert info.value.status == 503
+    assert info.value.retry_after is None
+    assert len(github.requests_to("GET", r"/pulls/7$")) == FAST.attempts
+    assert sleeps.waits == [0.01, 0.02]
+
+
+def test_secondary_rate_limit_honours_retry_after(
+    client: GitHubClient,
+    github: GitHubStandIn,
+    sleeps: Sleeps,
+) -> None:
+    github.fail("POST", r"/reviews$", 403, headers={"Retry-After": "3"})
+    client.post_review(REPO, 7, payload_for(GOOD))
+    assert sleeps.waits == [3.0]
+    assert len(github.reviews(REPO, 7)) == 1
+
+
+def test_long_retry_after_is_left_to_the_job_queue(
+    client: GitHubClient,
+    github: GitHubStandIn,
+    sleeps: Sleeps,
+) -> None:
+    github.fail("GET", r"/pulls/7$", 403, headers={"Retry-After": "120"})
+    with pytest.raises(TransientGitHubError) as info:
+        client.pull(REPO, 7)
+    assert info.value.retry_after == 120
+    assert info.value.status == 403
+    assert sleeps.waits == []
+    assert len(github.requests_to("GET", r"/pulls/7$")) == 1
+
+
+def test_secondary_rate_limit_message_without_header(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    github.fail("GET", r"/pulls/7$", 403)
+    with pytest.raises(TransientGitHubError) as info:
+        client.pull(REPO, 7)
+    assert info.value.retry_after == FAST.secondary_rate_limit_wait
+    assert "secondary rate limit" in str(info.value)
+
+
+def test_primary_rate_limit_waits_until_reset(
+    client: GitHubClient,
+    github: GitHubStandIn,
+    sleeps: Sleeps,
+) -> None:
+    reset = int(time.time()) + 2
+    github.fail(
+        "GET",
+        r"/pulls/7$",
+        429,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+    )
+    assert client.pull(REPO, 7).number == 7
+    (wait,) = sleeps.waits
+    assert 1.0 <= wait <= 3.5
+    github.fail(
+        "GET",
+        r"/pulls/7$",
+        403,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset + 600)},
+        body={"message": "API rate limit exceeded for installation ID 77."},
+    )
+    with pytest.raises(TransientGitHubError) as info:
+        client.pull(REPO, 7)
+    assert info.value.retry_after is not None and info.value.retry_after > 500
+
+
+def test_other_client_errors_are_not_transient(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    github.fail(
+        "GET", r"/pulls/7$", 403, body={"message": "Resource not accessible by integration"}
+    )
+    with pytest.raises(GitHubError) as info:
+        client.pull(REPO, 7)
+    assert not isinstance(info.value, TransientGitHubError)
+    assert "Resource not accessible by integration" in str(info.value)
+
+
+def test_token_endpoint_5xx_is_retried(client: GitHubClient, github: GitHubStandIn) -> None:
+    github.fail("POST", r"/access_tokens$", 500)
+    assert client.pull(REPO, 7).number == 7
+    assert len(github.issued_tokens) == 1
+
+
+def test_network_error_is_transient(client: GitHubClient, github: GitHubStandIn) -> None:
+    github.stop()
+    with pytest.raises(TransientGitHubError, match="network error"):
+        client.pull(REPO, 7)
+
+
+def test_check_run_in_progress_then_completed(
+    client: GitHubClient,
+    github: GitHubStandIn,
+) -> None:
+    run_id = client.start_check_run(REPO, HEAD)
+    (run,) = github.check_runs(REPO)
+    assert (run["id"], run["name"], run["status"], run["head_sha"]) == (
+        run_id,
+        "reviewbot",
+        "in_progress",
+        HEAD,
+    )
+    assert run["conclusion"] is None
+    client.complete_check_run(REPO, run_id, "failure", "Invalid config", "max_comments: bad")
+    (run,) = github.check_runs(REPO)
+    assert (run["status"], run["conclusion"]) == ("completed", "failure")
+    assert run["output"]["title"] == "Invalid config"
+    assert run["output"]["summary"] == "max_comments: bad"
+    assert run["completed_at"]
+    with pytest.raises(ValueError, match="conclusion"):
+        client.complete_check_run(REPO, run_id, "great", "t", "s")
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+
+def test_no_secret_in_logs_or_errors(
+    app: GitHubApp,
+    github: GitHubStandIn,
+    app_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = app.installation(INSTALLATION)
+    client.pull(REPO, 7)
+    client.post_review(REPO, 7, payload_for(GOOD, OUTSIDE))
+    github.fail("GET", r"/pulls/7$", 502, times=None)
+    errors = []
+    try:
+        client.pull(REPO, 7)
+    except TransientGitHubError as e:
+        errors.append(repr(e) + str(e) + repr(e.__cause__))
+    assert errors
+    assert github.issued_tokens and github.seen_jwts
+    secrets = [*github.issued_tokens, *github.seen_jwts, app_key.splitlines()[1]]
+    text = caplog.text + "".join(errors) + repr(app) + repr(client)
+    assert "/access_tokens" in caplog.text  # the token exchange itself was logged ...
+    for secret in secrets:
+        assert secret not in text  # ... without its secrets
+
+
+def test_retry_after_from_headers() -> None:
+    now = 1_700_000_000.0
+    assert retry_after_seconds({"Retry-After": "7"}, now) == 7.0
+    date = "Tue, 14 Nov 2023 22:13:40 GMT"  # now + 20 s
+    assert retry_after_seconds({"retry-after": date}, now) == 20.0
+    reset = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(now) + 30)}
+    assert retry_after_seconds(reset, now) == 31.0
+    assert retry_after_seconds({**reset, "x-ratelimit-remaining": "12"}, now) is None
+    assert retry_after_seconds({}, now) is None
+
+
+def test_redact_masks_tokens_jwts_and_keys() -> None:
+    text = (
+        '{"token": "ghs_abcdefghijklmnop", "x": 1} Authorization: Bearer eyJa.eyJb.sig '
+        "token ghp_1234567890abcdef -----BEGIN RSA PRIVATE KEY-----\nMIIE\n"
+        "-----END RSA PRIVATE KEY-----"
+    )
+    clean = redact(text)
+    for secret in ("abcdefghijklmnop", "eyJa.eyJb.sig", "1234567890abcdef", "MIIE"):
+        assert secret not in clean

@@ -1,0 +1,159 @@
+"""The pure review pipeline, driven by a scripted generate function."""
+
+import pytest
+
+from reviewbot.config import ReviewOptions
+from reviewbot.pipeline import review_plan
+from reviewbot.prompts import Renderer, render_task
+from reviewbot.units import Plan, ReviewUnit, Skipped
+
+CACHE = (
+    "class Cache:\n    def __init__(self, ttl, items={}):\n"
+    "        self.ttl = ttl\n        self.items = items"
+)
+QUERY = (
+    "def find(conn, name):\n    cur = conn.cursor()\n"
+    '    cur.execute("SELECT * WHERE n=\'" + name + "\'")'
+)
+DOCS = "# Usage\n\nRun the tool."
+
+U_CACHE = ReviewUnit("app/cache.py", 4, 7, "@@ -4,4 +4,4 @@", CACHE, added_lines=(5, 7))
+U_QUERY = ReviewUnit("app/users.py", 20, 22, "@@ -19,0 +20,3 @@", QUERY, added_lines=(20, 21, 22))
+U_DOCS = ReviewUnit("README.md", 1, 3, "@@ -1,2 +1,3 @@", DOCS, added_lines=(3,))
+PLAN = Plan((U_CACHE, U_QUERY, U_DOCS), (Skipped("poetry.lock", "lockfile"),))
+
+CRITIQUES = {
+    CACHE: "Avoid the mutable default argument `items={}`: it is shared between instances.",
+    QUERY: "The query concatenates user input into SQL; use a parameterised query.",
+    DOCS: "Looks good.",
+}
+REVISIONS = {
+    CACHE: "```python\n"
+    + CACHE.replace("items={}", "items=None").replace(
+        "self.items = items", "self.items = {} if items is None else items"
+    )
+    + "\n```",
+    QUERY: "Use an ORM instead.",  # not code that maps onto the unit
+}
+
+
+class ScriptedModel:
+    """Answers each prompt by the task it renders; records every prompt."""
+
+    def __init__(self, renderer):
+        self.renderer = renderer
+        self.prompts = []
+
+    def __call__(self, prompts):
+        self.prompts.append(list(prompts))
+        return [self.answer(p) for p in prompts]
+
+    def answer(self, prompt):
+        for code, critique in CRITIQUES.items():
+            if prompt == self.renderer.task("critique", ORIGINAL=code):
+                return critique
+            if prompt == self.renderer.task("revise", ORIGINAL=code, CRITIQUE=critique):
+                return REVISIONS[code]
+        if "Please summarise" in prompt:
+            return "The constructor shared one dict between all caches."
+        raise AssertionError(f"unexpected prompt: {prompt[:200]}")
+
+
+def run(options, renderer=None):
+    renderer = renderer or Renderer("alpaca")
+    model = ScriptedModel(renderer)
+    return review_plan(PLAN, model, renderer, options), model
+
+
+def test_critique_only_review_anchors_on_added_lines_and_drops_noise():
+    review, model = run(ReviewOptions())
+    assert len(model.prompts) == 1  # one batched call for all critiques
+    assert model.prompts[0] == [
+        Renderer().task("critique", ORIGINAL=u.original) for u in PLAN.units
+    ]
+    assert [(c.path, c.start_line, c.line, c.side) for c in review.comments] == [
+        ("app/cache.py", 5, 7, "RIGHT"),
+        ("app/users.py", 20, 22, "RIGHT"),
+    ]
+    assert review.comments[0].body == CRITIQUES[CACHE]
+    assert all(c.suggestion is None for c in review.comments)
+    assert [(d.path, d.reason) for d in review.dropped] == [("README.md", "no finding")]
+    assert review.skipped == PLAN.skipped
+    assert review.summary is None
+
+
+def test_revise_maps_suggestions_onto_exactly_the_changed_lines():
+    review, model = run(ReviewOptions(revise=True))
+    assert len(model.prompts) == 2
+    # revise prompts carry the critique as COMMENT, through the same renderer
+    assert model.prompts[1][0] == Renderer().wrap(
+        render_task("revise", ORIGINAL=CACHE, CRITIQUE=CRITIQUES[CACHE])
+    )
+    cache, query = review.comments
+    assert (cache.start_line, cache.line) == (5, 7)
+    assert cache.suggestion == (
+        "    def __init__(self, ttl, items=None):\n        self.ttl = ttl\n"
+        "        self.items = {} if items is None else items"
+    )
+    assert "```suggestion\n" + cache.suggestion + "\n```" in cache.body
+    # an unmappable revision is a plain code block, never a suggestion
+    assert query.suggestion is None
+    assert "```suggestion" not in query.body
+    assert "Use an ORM instead." in query.body
+    assert len({cache.fingerprint, query.fingerprint}) == 2
+
+
+def test_summary_runs_summarise_over_revised_units():
+    review, model = run(ReviewOptions(summary=True))
+    summarise_prompts = model.prompts[2]
+    assert len(summarise_prompts) == 2
+    revised = REVISIONS[CACHE].split("\n", 1)[1].rsplit("\n", 1)[0]
+    assert summarise_prompts[0] == Renderer().task("summarise", ORIGINAL=CACHE, REVISED=revised)
+    assert review.summary.startswith("- `app/cache.py` lines 4–7: The constructor shared one dict")
+    assert all(c.suggestion is None for c in review.comments)  # summary alone posts no suggestion
+
+
+def test_near_duplicate_findings_are_merged():
+    twin = ReviewUnit(
+        "app/cache2.py", 1, 4, "@@ -1,4 +1,4 @@", CACHE.replace("Cache", "Cache2"), added_lines=(2,)
+    )
+    plan = Plan((U_CACHE, twin))
+
+    def generate(prompts):
+        return [CRITIQUES[CACHE]] * len(prompts)
+
+    review = review_plan(plan, generate, Renderer(), ReviewOptions())
+    assert len(review.comments) == 1
+    assert review.comments[0].body.endswith("Also applies to: `app/cache2.py` lines 1–4.")
+
+
+def test_garbage_completions_produce_no_comments_and_lose_nothing():
+    def garbage(prompts):
+        return ["", "```\n" + QUERY + "\n```", "the the the " * 200][: len(prompts)]
+
+    review = review_plan(PLAN, garbage, Renderer(), ReviewOptions(revise=True, summary=True))
+    assert review.comments == ()
+    assert len(review.dropped) == 3
+    assert len(review.units) == 3 and review.summary is None
+
+
+def test_generate_returning_the_wrong_count_is_an_error():
+    with pytest.raises(RuntimeError, match="2 completions for 3 prompts"):
+        review_plan(PLAN, lambda ps: ["x", "y"], Renderer(), ReviewOptions())
+
+
+def test_empty_plan_calls_no_model():
+    def never(prompts):
+        raise AssertionError("generate called")
+
+    review = review_plan(Plan(), never, Renderer(), ReviewOptions(revise=True, summary=True))
+    assert review.comments == () and review.units == ()
+
+
+def test_json_shape():
+    review, _ = run(ReviewOptions(revise=True))
+    doc = review.to_json()
+    assert set(doc) == {"units", "comments", "summary", "skipped"}
+    assert set(doc["units"][0]) == {"path", "start_line", "end_line", "original"}
+    assert set(doc["comments"][0]) == {"path", "start_line", "line", "side", "body", "suggestion"}
+    assert doc["skipped"] == [{"path": "poetry.lock", "reason": "lockfile"}]

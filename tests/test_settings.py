@@ -1,0 +1,228 @@
+"""Settings from REVIEWBOT_* variables: defaults, validation, redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reviewbot.config import DEFAULT_GITHUB_API_URL, DEFAULT_REDIS_URL, GenerationSettings
+from reviewbot.settings import Settings, SettingsError
+
+SECRET = "hunter2-webhook-secret-value"
+OLD_SECRET = "previous-secret-value"
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEpAIBAAKCAQEAsupersecretkeymaterialAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+    "-----END RSA PRIVATE KEY-----\n"
+)
+KEY_MATERIAL = "supersecretkeymaterial"
+
+
+def errors(environ: dict[str, str]) -> SettingsError:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(environ)
+    return info.value
+
+
+def test_defaults_with_an_empty_environment() -> None:
+    s = Settings.from_env({})
+    assert s.webhook_secrets == ()
+    assert s.app_id is None and s.private_key is None
+    assert s.github_api_url == DEFAULT_GITHUB_API_URL == "https://api.github.com"
+    assert s.redis_url == DEFAULT_REDIS_URL == "redis://127.0.0.1:6379/0"
+    assert s.model is None and s.adapter is None and s.adapters == {}
+    assert s.prompt_format is None
+    assert s.quantize == "auto"
+    assert s.max_new_tokens == GenerationSettings().max_new_tokens
+    assert s.bot_login is None and s.review_drafts is False
+
+
+def test_full_environment() -> None:
+    s = Settings.from_env(
+        {
+            "REVIEWBOT_WEBHOOK_SECRET": SECRET,
+            "REVIEWBOT_APP_ID": "12345",
+            "REVIEWBOT_PRIVATE_KEY": PEM,
+            "REVIEWBOT_GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+            "REVIEWBOT_REDIS_URL": "redis://redis.internal:6380/2",
+            "REVIEWBOT_MODEL": "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            "REVIEWBOT_ADAPTER": "/srv/adapters/default",
+            "REVIEWBOT_ADAPTERS": "python=/srv/a/py, go = /srv/a/go",
+            "REVIEWBOT_PROMPT_FORMAT": "alpaca-dialogue",
+            "REVIEWBOT_QUANTIZE": "4bit",
+            "REVIEWBOT_MAX_NEW_TOKENS": "128",
+            "REVIEWBOT_BOT_LOGIN": "reviewbot[bot]",
+            "REVIEWBOT_REVIEW_DRAFTS": "true",
+        }
+    )
+    assert s.webhook_secrets == (SECRET,)
+    assert s.app_id == 12345
+    assert s.private_key == PEM
+    assert s.github_api_url == "https://ghe.example.com/api/v3"
+    assert s.redis_url == "redis://redis.internal:6380/2"
+    assert s.model == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+    assert s.adapter == "/srv/adapters/default"
+    assert s.adapters == {"python": "/srv/a/py", "go": "/srv/a/go"}
+    assert s.prompt_format == "alpaca-dialogue"
+    assert s.quantize == "4bit"
+    assert s.max_new_tokens == 128
+    assert s.bot_login == "reviewbot[bot]"
+    assert s.review_drafts is True
+
+
+def test_comma_separated_secrets_for_rotation() -> None:
+    s = Settings.from_env({"REVIEWBOT_WEBHOOK_SECRET": f"{SECRET}, {OLD_SECRET}"})
+    assert s.webhook_secrets == (SECRET, OLD_SECRET)
+
+
+def test_empty_secret_entry_is_an_error_without_the_secret() -> None:
+    err = errors({"REVIEWBOT_WEBHOOK_SECRET": f"{SECRET},,{OLD_SECRET}"})
+    assert "REVIEWBOT_WEBHOOK_SECRET" in str(err)
+    assert SECRET not in str(err) and OLD_SECRET not in str(err)
+
+
+def test_escaped_single_line_private_key() -> None:
+    s = Settings.from_env({"REVIEWBOT_PRIVATE_KEY": PEM.replace("\n", "\\n")})
+    assert s.private_key == PEM
+
+
+def test_private_key_from_file(tmp_path: Path) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text(PEM)
+    s = Settings.from_env({"REVIEWBOT_PRIVATE_KEY_PATH": str(key)})
+    assert s.private_key == PEM
+    assert s.private_key_path == key
+
+
+def test_private_key_file_missing(tmp_path: Path) -> None:
+    err = errors({"REVIEWBOT_PRIVATE_KEY_PATH": str(tmp_path / "nope.pem")})
+    assert err.problems == [
+        f"REVIEWBOT_PRIVATE_KEY_PATH: file '{tmp_path / 'nope.pem'}' does not exist"
+    ]
+
+
+def test_private_key_file_unreadable(tmp_path: Path) -> None:
+    err = errors({"REVIEWBOT_PRIVATE_KEY_PATH": str(tmp_path)})  # a directory
+    assert len(err.problems) == 1
+    assert err.problems[0].startswith("REVIEWBOT_PRIVATE_KEY_PATH: cannot read")
+
+
+def test_private_key_file_not_pem_does_not_echo_content(tmp_path: Path) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text(KEY_MATERIAL)
+    err = errors({"REVIEWBOT_PRIVATE_KEY_PATH": str(key)})
+    assert "REVIEWBOT_PRIVATE_KEY_PATH is not a PEM private key" in str(err)
+    assert KEY_MATERIAL not in str(err)
+
+
+def test_private_key_not_pem_does_not_echo_it() -> None:
+    err = errors({"REVIEWBOT_PRIVATE_KEY": KEY_MATERIAL})
+    assert err.problems == [
+        "REVIEWBOT_PRIVATE_KEY is not a PEM private key (-----BEGIN ... PRIVATE KEY-----)"
+    ]
+
+
+def test_private_key_and_path_together_are_an_error(tmp_path: Path) -> None:
+    err = errors({"REVIEWBOT_PRIVATE_KEY": PEM, "REVIEWBOT_PRIVATE_KEY_PATH": str(tmp_path)})
+    assert "REVIEWBOT_PRIVATE_KEY and REVIEWBOT_PRIVATE_KEY_PATH" in str(err)
+    assert KEY_MATERIAL not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REVIEWBOT_APP_ID", "abc"),
+        ("REVIEWBOT_APP_ID", "-3"),
+        ("REVIEWBOT_GITHUB_API_URL", "ftp://github.example.com"),
+        ("REVIEWBOT_GITHUB_API_URL", "api.github.com"),
+        ("REVIEWBOT_REDIS_URL", "http://127.0.0.1:6379"),
+        ("REVIEWBOT_REDIS_URL", "redis://127.0.0.1:notaport/0"),
+        ("REVIEWBOT_PROMPT_FORMAT", "vicuna"),
+        ("REVIEWBOT_QUANTIZE", "8bit"),
+        ("REVIEWBOT_MAX_NEW_TOKENS", "0"),
+        ("REVIEWBOT_MAX_NEW_TOKENS", "many"),
+        ("REVIEWBOT_ADAPTERS", "python"),
+        ("REVIEWBOT_ADAPTERS", "python=/a,python=/b"),
+        ("REVIEWBOT_REVIEW_DRAFTS", "maybe"),
+    ],
+)
+def test_each_invalid_variable_is_named(name: str, value: str) -> None:
+    err = errors({name: value})
+    assert len(err.problems) == 1
+    assert err.problems[0].startswith(name)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    err = errors(
+        {
+            "REVIEWBOT_APP_ID": "x",
+            "REVIEWBOT_QUANTIZE": "8bit",
+            "REVIEWBOT_REDIS_URL": "nope",
+            "REVIEWBOT_PRIVATE_KEY": KEY_MATERIAL,
+        }
+    )
+    named = {p.split()[0].rstrip(":") for p in err.problems}
+    assert named == {
+        "REVIEWBOT_APP_ID",
+        "REVIEWBOT_QUANTIZE",
+        "REVIEWBOT_REDIS_URL",
+        "REVIEWBOT_PRIVATE_KEY",
+    }
+
+
+def test_redis_url_password_is_never_echoed() -> None:
+    err = errors({"REVIEWBOT_REDIS_URL": "http://:redispassword@host:6379"})
+    assert "redispassword" not in str(err)
+    s = Settings.from_env({"REVIEWBOT_REDIS_URL": "redis://:redispassword@host:6379/0"})
+    assert "redispassword" not in repr(s)
+    assert "redis://:***@host:6379/0" in repr(s)
+
+
+def test_repr_redacts_secrets() -> None:
+    s = Settings.from_env(
+        {"REVIEWBOT_WEBHOOK_SECRET": f"{SECRET},{OLD_SECRET}", "REVIEWBOT_PRIVATE_KEY": PEM}
+    )
+    for text in (repr(s), str(s), f"{s}"):
+        assert SECRET not in text and OLD_SECRET not in text and KEY_MATERIAL not in text
+        assert "webhook_secrets=<2 redacted>" in text
+        assert "private_key=<redacted>" in text
+
+
+def test_require_web_needs_the_webhook_secret() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"REVIEWBOT_APP_ID": "1", "REVIEWBOT_PRIVATE_KEY": PEM}).require_web()
+    assert info.value.problems == ["REVIEWBOT_WEBHOOK_SECRET is required by the web server"]
+    s = Settings.from_env({"REVIEWBOT_WEBHOOK_SECRET": SECRET})
+    assert s.require_web() is s  # no app id / key needed by the web process
+
+
+def test_require_worker_needs_app_id_and_key(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"REVIEWBOT_WEBHOOK_SECRET": SECRET}).require_worker()
+    assert [p.split()[0] for p in info.value.problems] == [
+        "REVIEWBOT_APP_ID",
+        "REVIEWBOT_PRIVATE_KEY",
+    ]
+    s = Settings.from_env({"REVIEWBOT_APP_ID": "7", "REVIEWBOT_PRIVATE_KEY": PEM})
+    assert s.require_worker() is s  # no webhook secret needed by a worker
+
+
+def test_require_worker_checks_adapter_directories(tmp_path: Path) -> None:
+    env = {"REVIEWBOT_APP_ID": "7", "REVIEWBOT_PRIVATE_KEY": PEM}
+    ok = Settings.from_env({**env, "REVIEWBOT_ADAPTERS": f"py={tmp_path}"})
+    assert ok.require_worker() is ok
+    bad = Settings.from_env(
+        {**env, "REVIEWBOT_ADAPTER": str(tmp_path / "x"), "REVIEWBOT_ADAPTERS": "go=/nope/go"}
+    )
+    with pytest.raises(SettingsError) as info:
+        bad.require_worker()
+    assert [p.split(":")[0] for p in info.value.problems] == [
+        "REVIEWBOT_ADAPTER",
+        "REVIEWBOT_ADAPTERS",
+    ]
+
+
+def test_blank_values_count_as_unset() -> None:
+    s = Settings.from_env({"REVIEWBOT_MODEL": "  ", "REVIEWBOT_QUANTIZE": ""})
+    assert s.model is None and s.quantize == "auto"
