@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from reviewbot import __version__
-from reviewbot.config import DEMO_MODEL, GenerationSettings, PlanLimits, ReviewOptions
+from reviewbot.config import (
+    DEMO_MODEL,
+    QUEUE_INTERACTIVE,
+    QUEUE_REVIEWS,
+    GenerationSettings,
+    PlanLimits,
+    ReviewOptions,
+)
 from reviewbot.units import DiffError
 
 log = logging.getLogger("reviewbot")
@@ -34,7 +42,66 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_review(sub)
+    _add_serve(sub)
+    _add_worker(sub)
     return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the GitHub webhook server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+
+def _add_worker(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run a review worker (one per GPU)")
+    p.add_argument(
+        "--queues",
+        default=f"{QUEUE_INTERACTIVE},{QUEUE_REVIEWS}",
+        help="queues in priority order (default: interactive commands first)",
+    )
+    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--hostname", default=None, help="Celery node name")
+    p.set_defaults(func=cmd_worker)
+
+
+def _settings(require: str):
+    from reviewbot.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+        return settings.require_web() if require == "web" else settings.require_worker()
+    except SettingsError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from reviewbot.web import run_server
+
+    run_server(_settings("web"), host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker with GPU-safe defaults: one process (solo pool), prefetch 1,
+    the model loaded once in that process on its first job."""
+    settings = _settings("worker")
+    os.environ.setdefault("REVIEWBOT_REDIS_URL", settings.redis_url)
+    from worker.app import app
+
+    argv = [
+        "worker",
+        "--pool=solo",
+        "--concurrency=1",
+        f"--queues={args.queues}",
+        f"--loglevel={args.loglevel}",
+        "--prefetch-multiplier=1",
+    ]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    app.worker_main(argv)
+    return EXIT_OK
 
 
 def _add_review(sub: argparse._SubParsersAction) -> None:

@@ -138,6 +138,8 @@ class ReviewOptions:
     """A revision sharing no leading/trailing lines with the code must be at least
     this similar to it to become a suggestion (else it is a plain comment)."""
     noise: NoiseSettings = field(default_factory=NoiseSettings)
+    extra_instructions: str = ""
+    """A repository's extra review guidelines, appended to critique and revise prompts."""
 
 
 #: Quantisation choices of the engine.

@@ -31,13 +31,18 @@ def _generate(generate: Generate, prompts: list[str]) -> list[str]:
     return out
 
 
-def critique_prompts(units: Sequence[ReviewUnit], renderer: Renderer) -> list[str]:
-    return [renderer.task("critique", ORIGINAL=u.original) for u in units]
+def critique_prompts(
+    units: Sequence[ReviewUnit], renderer: Renderer, instructions: str = ""
+) -> list[str]:
+    return [renderer.task("critique", instructions, ORIGINAL=u.original) for u in units]
 
 
-def revise_prompts(findings: Sequence[Finding], renderer: Renderer) -> list[str]:
+def revise_prompts(
+    findings: Sequence[Finding], renderer: Renderer, instructions: str = ""
+) -> list[str]:
     return [
-        renderer.task("revise", ORIGINAL=f.unit.original, CRITIQUE=f.critique) for f in findings
+        renderer.task("revise", instructions, ORIGINAL=f.unit.original, CRITIQUE=f.critique)
+        for f in findings
     ]
 
 
@@ -136,7 +141,7 @@ def review_plan(
 ) -> Review:
     """Critique every unit; optionally revise and summarise; build the Review."""
     units = list(plan.units)
-    critiques = _generate(generate, critique_prompts(units, renderer))
+    critiques = _generate(generate, critique_prompts(units, renderer, options.extra_instructions))
     findings, dropped = filter_critiques(units, critiques, options)
     log.info(
         "%d units, %d findings, %d dropped by noise control",
@@ -145,7 +150,9 @@ def review_plan(
         len(dropped),
     )
     if (options.revise or options.summary) and findings:
-        revisions = _generate(generate, revise_prompts(findings, renderer))
+        revisions = _generate(
+            generate, revise_prompts(findings, renderer, options.extra_instructions)
+        )
         findings = [
             attach_revision(f, r, options) for f, r in zip(findings, revisions, strict=True)
         ]

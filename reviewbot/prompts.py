@@ -76,9 +76,16 @@ def fill(template: str, fields: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
-def render_task(task: str, **fields: str) -> str:
-    """The task text with its fields filled in (the CONTENT of a prompt)."""
-    return fill(task_text(task), fields)
+def render_task(task: str, instructions: str = "", **fields: str) -> str:
+    """The task text with its fields filled in (the CONTENT of a prompt).
+
+    ``instructions`` (a repository's extra review guidelines) are appended
+    through the ``instructions`` template when given.
+    """
+    content = fill(task_text(task), fields)
+    if instructions.strip():
+        content = fill(task_text("instructions"), {"TASK": content, "INSTRUCTIONS": instructions})
+    return content
 
 
 @dataclass(frozen=True)
@@ -109,9 +116,9 @@ class Renderer:
         """A single-turn prompt around ``content``."""
         return self.dialogue([Turn("user", content)])
 
-    def task(self, task: str, **fields: str) -> str:
+    def task(self, task: str, instructions: str = "", **fields: str) -> str:
         """Render a task and wrap it: the full prompt text given to the model."""
-        return self.wrap(render_task(task, **fields))
+        return self.wrap(render_task(task, instructions, **fields))
 
     def dialogue(self, turns: Sequence[Turn]) -> str:
         """A prompt for a conversation that ends with a user turn."""

@@ -84,7 +84,11 @@ class RepoConfig:
     def review_options(self, base: ReviewOptions = _DEFAULT_OPTIONS) -> ReviewOptions:
         """``base`` with this repository's revise / summary / max_comments."""
         return replace(
-            base, revise=self.revise, summary=self.summary, max_comments=self.max_comments
+            base,
+            revise=self.revise,
+            summary=self.summary,
+            max_comments=self.max_comments,
+            extra_instructions=self.extra_instructions,
         )
 
     def to_toml_summary(self) -> str:

@@ -103,9 +103,10 @@ class WebhookHandler:
 
     def __init__(self, settings: Settings, deduper: Deduper, enqueue: Enqueue) -> None:
         self.secrets = settings.webhook_secrets
-        self.event_config = EventConfig(
-            review_drafts=settings.review_drafts, bot_login=settings.bot_login
-        )
+        # Drafts are queued: whether to review one is the repository's choice
+        # (`drafts` in .github/reviewbot.toml, default REVIEWBOT_REVIEW_DRAFTS),
+        # which only the worker reads.
+        self.event_config = EventConfig(review_drafts=True, bot_login=settings.bot_login)
         self.deduper = deduper
         self.enqueue = enqueue
 

@@ -122,6 +122,16 @@ class _Failure:
 
 
 @dataclass
+class Hold:
+    """A response held back after the request was performed (see ``GitHubStandIn.hold``)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class _Hunk:
     lines: dict[str, set[int]]
     """Anchorable line numbers by side ("RIGHT": new side, "LEFT": old side)."""
@@ -234,6 +244,7 @@ class GitHubStandIn:
         self._repos: dict[str, _Repo] = {}
         self._tokens: dict[str, tuple[float, int | None, dict[str, Any]]] = {}
         self._failures: list[_Failure] = []
+        self._holds: list[Hold] = []
         self._requests: list[RecordedRequest] = []
         self._next_id = 1000
         self.issued_tokens: list[str] = []
@@ -260,6 +271,9 @@ class GitHubStandIn:
         return self._app(environ, start_response)
 
     def stop(self) -> None:
+        with self._lock:
+            for h in self._holds:
+                h.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -379,6 +393,15 @@ class GitHubStandIn:
                     apply,
                 )
             )
+
+    def hold(self, method: str, path_regex: str) -> Hold:
+        """Perform the next matching request, then hold its response back until
+        ``hold.release`` is set (``hold.reached`` is set once the work is done):
+        the client sees GitHub do the work and then never hears back."""
+        h = Hold(method.upper(), re.compile(path_regex))
+        with self._lock:
+            self._holds.append(h)
+        return h
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -669,6 +692,20 @@ class GitHubStandIn:
         return self._authenticate(credential)
 
     def _after(self, response: Response) -> Response:
+        with self._lock:
+            held = next(
+                (
+                    h
+                    for h in self._holds
+                    if h.method == request.method and h.pattern.search(request.path)
+                ),
+                None,
+            )
+            if held is not None:
+                self._holds.remove(held)
+        if held is not None:
+            held.reached.set()
+            held.release.wait(timeout=120)
         failure = g.pop("failure", None)
         if failure is not None:
             response = _failure_response(failure)

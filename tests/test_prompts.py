@@ -102,3 +102,11 @@ def test_templates_ship_inside_the_package():
     files = {p.name for p in resources.files("reviewbot.templates").iterdir()}
     assert {"tasks.toml", "formats.toml"} <= files
     assert len(template_fingerprint()) == 16
+
+
+def test_extra_instructions_are_appended_through_the_template():
+    got = render_task("critique", "Prefer pathlib.", ORIGINAL="x")
+    assert (
+        got == SEED_CRITIQUE.replace("{ORIGINAL}", "x") + "\n\nREVIEW GUIDELINES:\nPrefer pathlib."
+    )
+    assert render_task("critique", "  ", ORIGINAL="x") == SEED_CRITIQUE.replace("{ORIGINAL}", "x")

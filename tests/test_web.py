@@ -287,14 +287,7 @@ def _draft_body() -> bytes:
     return json.dumps(payload).encode()
 
 
-def test_draft_is_ignored_by_default(hook: Hook) -> None:
-    response = hook.post("pull_request", _draft_body())
-    assert response.json == {"status": "ignored", "reason": "draft"}
-    assert hook.jobs == []
-
-
-def test_draft_is_reviewed_when_configured(make_hook: Callable[..., Hook]) -> None:
-    hook = make_hook(review_drafts=True)
+def test_drafts_are_queued_for_the_worker_to_decide_by_repo_config(hook: Hook) -> None:
     response = hook.post("pull_request", _draft_body())
     assert response.status_code == 202
     assert [j.kind for j in hook.jobs] == ["auto"]

@@ -1,0 +1,144 @@
+"""Run one review job: fetch → plan → review → post (the worker's imperative shell).
+
+The GitHub client and the engine are passed in; everything between fetching
+the diff and posting the review is the pure core (plan, pipeline, payload).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reviewbot.diffplan import plan_diff
+from reviewbot.github_client import GitHubClient, GitHubError, TransientGitHubError
+from reviewbot.github_review import (
+    CheckRunResult,
+    build_review_payload,
+    check_run_failure,
+    check_run_success,
+)
+from reviewbot.incremental import added_lines, restrict_to_changes
+from reviewbot.jobs import Job
+from reviewbot.pipeline import review_plan
+
+log = logging.getLogger(__name__)
+
+#: Job kinds that post a pull-request review through this runner.
+REVIEW_KINDS = frozenset({"auto", "incremental", "review"})
+#: Kinds whose reviews count as "this head was reviewed" for incremental reviews.
+_REVIEWED_KINDS = ("auto", "incremental", "review")
+
+
+class EngineLike:
+    """What the runner needs of a model engine (reviewbot.engine.Engine)."""
+
+    renderer: object
+
+    def generate(self, prompts: list[str]) -> list[str]: ...
+
+
+#: Returns the engine for a repository's adapter name (None: the server default).
+EngineProvider = Callable[[str | None], EngineLike]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a job did, for logs and the Celery result."""
+
+    status: str  # posted | nothing-new | already-reviewed | superseded | skipped | failed
+    review_id: int | None = None
+    detail: str = ""
+
+
+def run_review_job(
+    job: Job, gh: GitHubClient, engines: EngineProvider, review_drafts: bool = False
+) -> Outcome:
+    """Review the PR at ``job.head_sha`` and post one review; idempotent.
+
+    A rerun (redelivery after a crash, a duplicate job) finds the review marker
+    of (kind, head sha) and posts nothing. Transient GitHub errors propagate for
+    the queue to retry; any other failure completes the check run as failed
+    with a readable message and is returned, never dropped silently.
+    """
+    if job.kind not in REVIEW_KINDS:
+        raise ValueError(f"run_review_job cannot run a {job.kind!r} job")
+    if gh.has_review(job.repo, job.pr_number, job.kind, job.head_sha):
+        log.info("%s: %s review of %s already posted", job.key, job.kind, job.head_sha[:7])
+        return Outcome("already-reviewed")
+    pull = gh.pull(job.repo, job.pr_number)
+    if pull.head_sha != job.head_sha:
+        log.info("%s: the PR moved on to %s; skipping", job.key, pull.head_sha[:7])
+        return Outcome("superseded", detail=pull.head_sha)
+    if pull.state != "open":
+        return Outcome("skipped", detail=f"pull request is {pull.state}")
+    check_id = gh.start_check_run(job.repo, job.head_sha)
+    try:
+        outcome = _review(job, gh, engines, pull.draft, review_drafts)
+    except TransientGitHubError:
+        note = "GitHub was unavailable; the review will be retried."
+        gh_safe_complete(gh, job, check_id, "neutral", "Retrying", note)
+        raise
+    except Exception as e:  # reported on the check run, never dropped
+        log.warning("%s failed: %s", job.key, type(e).__name__, exc_info=True)
+        result = check_run_failure(e)
+        gh_safe_complete(gh, job, check_id, result.conclusion, result.title, result.summary)
+        return Outcome("failed", detail=result.summary)
+    done, result = outcome
+    gh.complete_check_run(job.repo, check_id, result.conclusion, result.title, result.summary)
+    return done
+
+
+def gh_safe_complete(
+    gh: GitHubClient, job: Job, check_id: int, conclusion: str, title: str, summary: str
+) -> None:
+    """Complete the check run, logging (not raising) if GitHub refuses."""
+    try:
+        gh.complete_check_run(job.repo, check_id, conclusion, title, summary)
+    except GitHubError as e:
+        log.warning("%s: could not complete check run %d: %s", job.key, check_id, e)
+
+
+def _review(
+    job: Job, gh: GitHubClient, engines: EngineProvider, draft: bool, drafts: bool
+) -> tuple[Outcome, CheckRunResult]:
+    config = gh.repo_config(job.repo)
+    if draft and not (config.drafts or drafts) and job.kind != "review":
+        note = "Draft pull requests are not reviewed here (set `drafts = true` to change that)."
+        return Outcome("skipped", detail="draft"), CheckRunResult("skipped", "Draft", note)
+    plan = plan_diff(gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
+    unchanged = 0
+    if job.kind == "incremental":
+        since = last_reviewed_head(gh, job)
+        if since is not None:
+            interdiff = gh.compare_diff(job.repo, since, job.head_sha)
+            plan, unchanged = restrict_to_changes(plan, added_lines(interdiff))
+            log.info("%s: %d unit(s) unchanged since %s", job.key, unchanged, since[:7])
+    engine = engines(config.adapter)
+    review = review_plan(plan, engine.generate, engine.renderer, config.review_options())
+    payload = build_review_payload(
+        review,
+        job.kind,
+        job.head_sha,
+        gh.posted_fingerprints(job.repo, job.pr_number),
+        config.max_comments,
+    )
+    if payload is None:
+        return Outcome("nothing-new"), check_run_success(None, job.head_sha)
+    review_id = gh.post_review(job.repo, job.pr_number, payload)
+    log.info("%s: posted review %d (%d inline)", job.key, review_id, len(payload.inline))
+    return Outcome("posted", review_id), check_run_success(payload, job.head_sha)
+
+
+def last_reviewed_head(gh: GitHubClient, job: Job) -> str | None:
+    """The push's previous head if reviewbot reviewed it, else None.
+
+    None means "review every unit": nothing was reviewed at the previous head
+    (or history was rewritten); findings already posted are still never
+    posted again, by their fingerprints.
+    """
+    if job.before_sha is None:
+        return None
+    markers = gh.markers(job.repo, job.pr_number)
+    heads = {m.head_sha for m in markers.reviews if m.kind in _REVIEWED_KINDS}
+    return job.before_sha if job.before_sha in heads else None
