@@ -310,3 +310,48 @@ def test_draft_pull_requests_follow_the_repo_config(github, webhook, start_worke
     assert len(github.reviews(REPO, NUMBER)) == (1 if drafts else 0)
     (run,) = github.check_runs(REPO)
     assert run["conclusion"] == ("success" if drafts else "skipped")
+
+
+def split_diff(text: str) -> dict[str, str]:
+    """The per-file sections of a git diff, by path."""
+    parts: dict[str, str] = {}
+    for chunk in text.split("diff --git ")[1:]:
+        path = chunk.split(" b/", 1)[1].split("\n", 1)[0]
+        parts[path] = "diff --git " + chunk
+    return parts
+
+
+def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(
+    pr, webhook, start_worker
+):
+    files = split_diff(SAMPLE_DIFF)
+    first_head = "1" * 40
+    pr.add_pull(REPO, NUMBER, files["app/cache.py"], first_head, BASE)
+    worker = start_worker()
+    opened = json.loads(json.dumps(OPENED))
+    opened["pull_request"]["head"]["sha"] = first_head
+    assert deliver(webhook, "pull_request", opened).status_code == 202
+    worker.wait_for("finished: posted", 180)
+
+    # a push adds the users.py change; cache.py is as it was reviewed
+    sync = payload("pull_request.synchronize.json")
+    sync["before"] = first_head
+    pr.add_pull(REPO, NUMBER, SAMPLE_DIFF, sync["after"], BASE)
+    pr.set_compare(REPO, first_head, sync["after"], files["app/users.py"])
+    assert deliver(webhook, "pull_request", sync).status_code == 202
+    worker.wait_for("job incremental:", 180)
+    worker.wait_for("finished:", 180, count=2)
+    assert "1 unit(s) unchanged since 1111111" in worker.text()
+
+    first, *rest = pr.reviews(REPO, NUMBER)
+    assert f"<!-- reviewbot:auto:{first_head}:" in first["body"]
+    assert {c["path"] for c in first["comments"]} == {"app/cache.py"}
+    # the incremental run reviewed only users.py: whatever it posted is there,
+    # and no finding was posted twice
+    assert len(rest) <= 1
+    for review in rest:
+        assert f"<!-- reviewbot:incremental:{sync['after']}:" in review["body"]
+        assert {c["path"] for c in review["comments"]} <= {"app/users.py"}
+    bodies = [c["body"] for r in [first, *rest] for c in r["comments"]]
+    markers = [b[b.index("<!-- reviewbot:finding:") :] for b in bodies]
+    assert len(markers) == len(set(markers))
