@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from reviewbot.diffplan import plan_diff
 from reviewbot.github_client import GitHubClient, GitHubError, TransientGitHubError
@@ -21,19 +22,19 @@ from reviewbot.github_review import (
 from reviewbot.incremental import added_lines, restrict_to_changes
 from reviewbot.jobs import Job
 from reviewbot.pipeline import review_plan
+from reviewbot.prompts import Renderer
 
 log = logging.getLogger(__name__)
 
-#: Job kinds that post a pull-request review through this runner.
+#: Job kinds that post a pull-request review through this runner; a review of
+#: any of them counts as "this head was reviewed" for incremental reviews.
 REVIEW_KINDS = frozenset({"auto", "incremental", "review"})
-#: Kinds whose reviews count as "this head was reviewed" for incremental reviews.
-_REVIEWED_KINDS = ("auto", "incremental", "review")
 
 
-class EngineLike:
+class EngineLike(Protocol):
     """What the runner needs of a model engine (reviewbot.engine.Engine)."""
 
-    renderer: object
+    renderer: Renderer
 
     def generate(self, prompts: list[str]) -> list[str]: ...
 
@@ -140,5 +141,5 @@ def last_reviewed_head(gh: GitHubClient, job: Job) -> str | None:
     if job.before_sha is None:
         return None
     markers = gh.markers(job.repo, job.pr_number)
-    heads = {m.head_sha for m in markers.reviews if m.kind in _REVIEWED_KINDS}
+    heads = {m.head_sha for m in markers.reviews if m.kind in REVIEW_KINDS}
     return job.before_sha if job.before_sha in heads else None
