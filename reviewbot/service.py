@@ -15,6 +15,7 @@ from reviewbot.diffplan import plan_diff
 from reviewbot.github_client import GitHubClient, GitHubError, TransientGitHubError
 from reviewbot.github_review import (
     CheckRunResult,
+    Markers,
     build_review_payload,
     check_run_failure,
     check_run_success,
@@ -57,6 +58,8 @@ def run_review_job(
 ) -> Outcome:
     """Review the PR at ``job.head_sha`` and post one review; idempotent.
 
+    What was posted before (review and finding markers) is read once, up front.
+
     A rerun (redelivery after a crash, a duplicate job) finds the review marker
     of (kind, head sha) and posts nothing. Transient GitHub errors propagate for
     the queue to retry; any other failure completes the check run as failed
@@ -64,7 +67,8 @@ def run_review_job(
     """
     if job.kind not in REVIEW_KINDS:
         raise ValueError(f"run_review_job cannot run a {job.kind!r} job")
-    if gh.has_review(job.repo, job.pr_number, job.kind, job.head_sha):
+    posted = gh.markers(job.repo, job.pr_number)
+    if any((m.kind, m.head_sha) == (job.kind, job.head_sha) for m in posted.reviews):
         log.info("%s: %s review of %s already posted", job.key, job.kind, job.head_sha[:7])
         return Outcome("already-reviewed")
     pull = gh.pull(job.repo, job.pr_number)
@@ -75,7 +79,7 @@ def run_review_job(
         return Outcome("skipped", detail=f"pull request is {pull.state}")
     check_id = gh.start_check_run(job.repo, job.head_sha)
     try:
-        outcome = _review(job, gh, engines, pull.draft, review_drafts)
+        outcome = _review(job, gh, engines, posted, pull.draft, review_drafts)
     except TransientGitHubError:
         note = "GitHub was unavailable; the review will be retried."
         gh_safe_complete(gh, job, check_id, "neutral", "Retrying", note)
@@ -101,7 +105,12 @@ def gh_safe_complete(
 
 
 def _review(
-    job: Job, gh: GitHubClient, engines: EngineProvider, draft: bool, drafts: bool
+    job: Job,
+    gh: GitHubClient,
+    engines: EngineProvider,
+    posted: Markers,
+    draft: bool,
+    drafts: bool,
 ) -> tuple[Outcome, CheckRunResult]:
     config = gh.repo_config(job.repo)
     if draft and not (config.drafts or drafts) and job.kind != "review":
@@ -110,7 +119,7 @@ def _review(
     plan = plan_diff(gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
     unchanged = 0
     if job.kind == "incremental":
-        since = last_reviewed_head(gh, job)
+        since = last_reviewed_head(job, posted)
         if since is not None:
             interdiff = gh.compare_diff(job.repo, since, job.head_sha)
             plan, unchanged = restrict_to_changes(plan, added_lines(interdiff))
@@ -121,7 +130,7 @@ def _review(
         review,
         job.kind,
         job.head_sha,
-        gh.posted_fingerprints(job.repo, job.pr_number),
+        posted.findings,
         config.max_comments,
     )
     if payload is None:
@@ -131,15 +140,12 @@ def _review(
     return Outcome("posted", review_id), check_run_success(payload, job.head_sha)
 
 
-def last_reviewed_head(gh: GitHubClient, job: Job) -> str | None:
+def last_reviewed_head(job: Job, posted: Markers) -> str | None:
     """The push's previous head if reviewbot reviewed it, else None.
 
     None means "review every unit": nothing was reviewed at the previous head
     (or history was rewritten); findings already posted are still never
     posted again, by their fingerprints.
     """
-    if job.before_sha is None:
-        return None
-    markers = gh.markers(job.repo, job.pr_number)
-    heads = {m.head_sha for m in markers.reviews if m.kind in REVIEW_KINDS}
+    heads = {m.head_sha for m in posted.reviews if m.kind in REVIEW_KINDS}
     return job.before_sha if job.before_sha in heads else None
