@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -86,8 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Celery worker with GPU-safe defaults: one process (solo pool), prefetch 1,
     the model loaded once in that process on its first job."""
-    settings = _settings("worker")
-    os.environ.setdefault("REVIEWBOT_REDIS_URL", settings.redis_url)
+    _settings("worker")  # clear errors before Celery starts
     from worker.app import app
 
     argv = [

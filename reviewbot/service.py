@@ -117,7 +117,6 @@ def _review(
         note = "Draft pull requests are not reviewed here (set `drafts = true` to change that)."
         return Outcome("skipped", detail="draft"), CheckRunResult("skipped", "Draft", note)
     plan = plan_diff(gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
-    unchanged = 0
     if job.kind == "incremental":
         since = last_reviewed_head(job, posted)
         if since is not None:

@@ -19,6 +19,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from reviewbot.config import (
     DEFAULT_GITHUB_API_URL,
     DEFAULT_REDIS_URL,
+    VISIBILITY_TIMEOUT,
     GenerationSettings,
     Quantize,
 )
@@ -39,6 +40,7 @@ QUANTIZE = "REVIEWBOT_QUANTIZE"
 MAX_NEW_TOKENS = "REVIEWBOT_MAX_NEW_TOKENS"
 BOT_LOGIN = "REVIEWBOT_BOT_LOGIN"
 REVIEW_DRAFTS = "REVIEWBOT_REVIEW_DRAFTS"
+VISIBILITY = "REVIEWBOT_VISIBILITY_TIMEOUT"
 
 QUANTIZE_CHOICES: tuple[str, ...] = get_args(Quantize)
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -76,6 +78,8 @@ class Settings:
     max_new_tokens: int = GenerationSettings().max_new_tokens
     bot_login: str | None = None
     review_drafts: bool = False
+    visibility_timeout: int = VISIBILITY_TIMEOUT
+    """Seconds before a dead worker's job is redelivered (Redis broker)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -98,6 +102,8 @@ class Settings:
             or GenerationSettings().max_new_tokens,
             bot_login=env.get(BOT_LOGIN),
             review_drafts=env.parse(REVIEW_DRAFTS, _bool, "must be true or false") or False,
+            visibility_timeout=env.parse(VISIBILITY, _positive_int, "must be a positive integer")
+            or VISIBILITY_TIMEOUT,
         )
         env.raise_if_problems()
         return settings
@@ -143,6 +149,7 @@ class Settings:
             "max_new_tokens": self.max_new_tokens,
             "bot_login": self.bot_login,
             "review_drafts": self.review_drafts,
+            "visibility_timeout": self.visibility_timeout,
         }
         body = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({body})"

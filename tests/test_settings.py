@@ -226,3 +226,11 @@ def test_require_worker_checks_adapter_directories(tmp_path: Path) -> None:
 def test_blank_values_count_as_unset() -> None:
     s = Settings.from_env({"REVIEWBOT_MODEL": "  ", "REVIEWBOT_QUANTIZE": ""})
     assert s.model is None and s.quantize == "auto"
+
+
+def test_visibility_timeout_is_read_and_validated() -> None:
+    from reviewbot.config import VISIBILITY_TIMEOUT
+
+    assert Settings.from_env({}).visibility_timeout == VISIBILITY_TIMEOUT
+    assert Settings.from_env({"REVIEWBOT_VISIBILITY_TIMEOUT": "30"}).visibility_timeout == 30
+    assert "REVIEWBOT_VISIBILITY_TIMEOUT" in str(errors({"REVIEWBOT_VISIBILITY_TIMEOUT": "soon"}))

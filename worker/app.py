@@ -7,20 +7,13 @@ loads no model: each worker process loads it lazily, once, on its first job.
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery
 
-from reviewbot.config import (
-    DEFAULT_REDIS_URL,
-    QUEUE_REVIEWS,
-    TASK_HARD_TIME_LIMIT,
-    TASK_SOFT_TIME_LIMIT,
-    VISIBILITY_TIMEOUT,
-)
+from reviewbot.config import QUEUE_REVIEWS, TASK_HARD_TIME_LIMIT, TASK_SOFT_TIME_LIMIT
+from reviewbot.settings import Settings
 
 
-def make_celery(redis_url: str | None = None, visibility_timeout: int | None = None) -> Celery:
+def make_celery(settings: Settings) -> Celery:
     """A Celery app for reviewbot jobs.
 
     acks_late + reject_on_worker_lost: a job whose worker dies is redelivered.
@@ -28,10 +21,8 @@ def make_celery(redis_url: str | None = None, visibility_timeout: int | None = N
     stuck behind prefetched reviews. The visibility timeout stays above the
     hard time limit, so a running job is never handed to a second worker.
     """
-    url = redis_url or os.environ.get("REVIEWBOT_REDIS_URL", DEFAULT_REDIS_URL)
-    visibility = visibility_timeout or int(
-        os.environ.get("REVIEWBOT_VISIBILITY_TIMEOUT", VISIBILITY_TIMEOUT)
-    )
+    url = settings.redis_url
+    visibility = settings.visibility_timeout
     hard = min(TASK_HARD_TIME_LIMIT, max(1, visibility - 1))
     app = Celery("reviewbot", broker=url, backend=url, include=["worker.tasks"])
     app.conf.update(
@@ -61,4 +52,4 @@ def make_celery(redis_url: str | None = None, visibility_timeout: int | None = N
     return app
 
 
-app = make_celery()
+app = make_celery(Settings.from_env())
