@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_review(sub)
     _add_serve(sub)
     _add_worker(sub)
+    from finetune.cli import register as register_finetune
+
+    register_finetune(sub)
     return parser
 
 

@@ -1,0 +1,56 @@
+"""Examples → token ids with loss only on the response (prompt labels are -100).
+
+The prompt is tokenized exactly as :meth:`reviewbot.engine.Engine.encode` does
+at serving time (special tokens unless the prompt already starts with BOS), and
+the target separately, followed by EOS: the model learns to continue the very
+token sequence it will be given when it reviews.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from finetune.examples import Example
+from reviewbot.engine import truncate_middle
+from reviewbot.prompts import Renderer
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def response_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of ``prompt`` as the engine encodes it."""
+    bos = tokenizer.bos_token
+    special = not (bos and prompt.startswith(bos))
+    return list(tokenizer(prompt, add_special_tokens=special)["input_ids"])
+
+
+def encode_example(
+    tokenizer: Any, renderer: Renderer, example: Example, max_length: int
+) -> Encoded:
+    """``example`` as (input_ids, labels), at most ``max_length`` tokens.
+
+    The response keeps priority: a long prompt loses its middle (as at serving
+    time) down to half of ``max_length``; a response longer than what remains
+    is cut at its end (its EOS is then lost).
+    """
+    if max_length < 4:
+        raise ValueError("max_length must be at least 4 tokens")
+    prompt = prompt_ids(tokenizer, example.prompt(renderer))
+    target = list(tokenizer(example.target, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        target.append(int(tokenizer.eos_token_id))
+    prompt_budget = max(max_length - len(target), max_length // 2)
+    prompt = truncate_middle(prompt, prompt_budget)
+    target = target[: max_length - len(prompt)]
+    return Encoded(prompt + target, [IGNORE_INDEX] * len(prompt) + target)
