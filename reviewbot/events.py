@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reviewbot.jobs import Job, JobKind
+from reviewbot.commands import parse_command
+from reviewbot.config import COMMAND_MENTION
+from reviewbot.jobs import CommentType, Job, JobKind
 
 SIGNATURE_PREFIX = "sha256="
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -136,25 +138,111 @@ def on_pull_request(
     return _skip_reason(payload, pr, config) or job
 
 
-#: Event name → handler. Slash commands add ``issue_comment`` and
-#: ``pull_request_review_comment`` here.
+def on_issue_comment(
+    payload: Mapping[str, Any], delivery_id: str, config: EventConfig
+) -> Job | Ignored:
+    """A slash command in a pull request's conversation tab."""
+    issue = _field(payload, "issue", Mapping)
+    if not isinstance(issue.get("pull_request"), Mapping):
+        return Ignored("comment on an issue, not on a pull request")
+    return _command_job(
+        payload,
+        delivery_id,
+        config,
+        comment_type="issue",
+        pr_number=_field(payload, "issue.number", int),
+        head_sha="",
+        state=issue.get("state"),
+    )
+
+
+def on_pull_request_review_comment(
+    payload: Mapping[str, Any], delivery_id: str, config: EventConfig
+) -> Job | Ignored:
+    """A slash command in an inline review thread."""
+    return _command_job(
+        payload,
+        delivery_id,
+        config,
+        comment_type="review",
+        pr_number=_field(payload, "pull_request.number", int),
+        head_sha=_sha(_field(payload, "pull_request.head.sha", str), "pull_request.head.sha"),
+        state=_field(payload, "pull_request", Mapping).get("state"),
+    )
+
+
+def _command_job(
+    payload: Mapping[str, Any],
+    delivery_id: str,
+    config: EventConfig,
+    *,
+    comment_type: CommentType,
+    pr_number: int,
+    head_sha: str,
+    state: Any,
+) -> Job | Ignored:
+    """The job of a created comment that starts with a command, or why there is none.
+
+    Edited and deleted comments never run (a comment runs once, when created);
+    neither do comments by bots, by reviewbot itself, or carrying its markers.
+    """
+    action = _field(payload, "action", str)
+    if action != "created":
+        return Ignored(f"comment {action}: only new comments run commands")
+    body = _field(payload, "comment.body", str)
+    comment_id = _field(payload, "comment.id", int)
+    author = _field(payload, "comment.user", Mapping)
+    bot = _bot_reason(payload.get("sender"), config) or _bot_reason(author, config)
+    if bot:
+        return Ignored(bot)
+    command = parse_command(body, COMMAND_MENTION)
+    if command is None:
+        return Ignored("comment carries no command")
+    if state == "closed":
+        return Ignored("pull request is closed")
+    return Job(
+        kind=command.kind,  # type: ignore[arg-type]
+        repo=_field(payload, "repository.full_name", str),
+        installation_id=_field(payload, "installation.id", int),
+        pr_number=pr_number,
+        head_sha=head_sha,
+        comment_id=comment_id,
+        comment_type=comment_type,
+        args=body,
+        delivery_id=delivery_id,
+        sender=_sender_login(payload),
+    )
+
+
+#: Event name → handler.
 HANDLERS: dict[str, Handler] = {
     "ping": on_ping,
     "installation": on_installation,
     "pull_request": on_pull_request,
+    "issue_comment": on_issue_comment,
+    "pull_request_review_comment": on_pull_request_review_comment,
 }
+
+
+def _bot_reason(user: Any, config: EventConfig) -> str | None:
+    """Why ``user`` (a payload user object) is a bot whose comments never run, if it is."""
+    if not isinstance(user, Mapping):
+        return None
+    login = user.get("login")
+    if user.get("type") == "Bot" or (isinstance(login, str) and login.endswith("[bot]")):
+        return f"sender {login!r} is a bot"
+    if config.bot_login and login == config.bot_login:
+        return "sender is reviewbot itself"
+    return None
 
 
 def _skip_reason(
     payload: Mapping[str, Any], pr: Mapping[str, Any], config: EventConfig
 ) -> Ignored | None:
     """Why a well-formed pull_request delivery is not reviewed, if it is not."""
-    sender = payload.get("sender")
-    if isinstance(sender, Mapping):
-        if sender.get("type") == "Bot":
-            return Ignored(f"sender {sender.get('login')!r} is a bot")
-        if config.bot_login and sender.get("login") == config.bot_login:
-            return Ignored("sender is reviewbot itself")
+    bot = _bot_reason(payload.get("sender"), config)
+    if bot:
+        return Ignored(bot)
     if pr.get("state") == "closed":
         return Ignored("pull request is closed")
     if pr.get("draft") is True and not config.review_drafts:

@@ -15,6 +15,7 @@ appear in messages; a log filter also scrubs them from PyGithub's debug logs.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -37,6 +39,7 @@ from reviewbot.config import (
     CHECK_RUN_CONCLUSIONS,
     CHECK_RUN_SUMMARY_MAX_CHARS,
     CHECK_RUN_TITLE_MAX_CHARS,
+    COMMENT_BODY_MAX_CHARS,
     DEFAULT_GITHUB_API_URL,
     REPO_CONFIG_PATH,
     GitHubSettings,
@@ -47,6 +50,7 @@ from reviewbot.github_review import (
     clip_text,
     move_comments_to_body,
     parse_markers,
+    reply_marker,
     unplaceable_comments,
 )
 from reviewbot.repo_config import RepoConfig, RepoConfigError, parse_repo_config
@@ -222,6 +226,70 @@ def _check_private_key(private_key: str) -> None:
         load_pem_private_key(private_key.encode(), password=None)
     except (ValueError, TypeError):
         raise ValueError("the GitHub App private key is not an unencrypted PEM key") from None
+
+
+@dataclass(frozen=True)
+class CommentInfo:
+    """A pull-request comment: conversation (issue) or inline review comment.
+
+    ``path``, ``line``, ``start_line``, ``side``, ``in_reply_to``, ``commit_id``
+    and ``diff_hunk`` belong to review comments; ``line`` is None when the
+    comment's lines are no longer in the diff (outdated).
+    """
+
+    id: int
+    author: str
+    author_type: str
+    body: str
+    path: str | None = None
+    line: int | None = None
+    start_line: int | None = None
+    side: str | None = None
+    in_reply_to: int | None = None
+    commit_id: str | None = None
+    diff_hunk: str = ""
+
+    @property
+    def by_bot(self) -> bool:
+        return self.author_type == "Bot" or self.author.endswith("[bot]")
+
+
+def _comment_info(data: Mapping[str, Any]) -> CommentInfo:
+    user = data.get("user") or {}
+    return CommentInfo(
+        id=int(data["id"]),
+        author=str(user.get("login") or ""),
+        author_type=str(user.get("type") or ""),
+        body=str(data.get("body") or ""),
+        path=data.get("path"),
+        line=data.get("line"),
+        start_line=data.get("start_line"),
+        side=data.get("side"),
+        in_reply_to=data.get("in_reply_to_id"),
+        commit_id=data.get("commit_id"),
+        diff_hunk=str(data.get("diff_hunk") or ""),
+    )
+
+
+def _comment_url(repo: str, comment_type: str, comment_id: int) -> str:
+    if comment_type not in ("issue", "review"):
+        raise ValueError(f"unknown comment type {comment_type!r}")
+    where = "issues" if comment_type == "issue" else "pulls"
+    return f"/repos/{_check_repo(repo)}/{where}/comments/{int(comment_id)}"
+
+
+_THREADS_QUERY = """
+query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $cursor) {
+        pageInfo { hasNextPage endCursor }
+        nodes { isResolved isOutdated comments(first: 1) { nodes { databaseId } } }
+      }
+    }
+  }
+}
+"""
 
 
 # --- auth ------------------------------------------------------------------------------
@@ -458,8 +526,11 @@ class GitHubClient:
 
     # -- what was posted before --
 
-    def markers(self, repo: str, number: int) -> Markers:
-        """Every reviewbot marker in the PR's reviews and review comments."""
+    def markers(self, repo: str, number: int, conversation: bool = False) -> Markers:
+        """Every reviewbot marker in the PR's reviews and review comments.
+
+        ``conversation``: the conversation tab's comments too (command replies).
+        """
 
         def fetch() -> Markers:
             pr = self._pull(repo, number)
@@ -468,6 +539,9 @@ class GitHubClient:
                 found |= parse_markers(review.body)
             for comment in pr.get_review_comments():
                 found |= parse_markers(comment.body)
+            if conversation:
+                for comment in pr.get_issue_comments():
+                    found |= parse_markers(comment.body)
             return found
 
         return self._call(f"GET /repos/{repo}/pulls/{number}/reviews+comments", fetch)
@@ -496,6 +570,170 @@ class GitHubClient:
     def has_review(self, repo: str, number: int, kind: str, head_sha: str) -> bool:
         """Whether a review of ``kind`` at ``head_sha`` was already posted."""
         return self.find_review(repo, number, kind, head_sha) is not None
+
+    # -- comments, threads, reactions (slash commands) --
+
+    def review_comments(self, repo: str, number: int) -> list[CommentInfo]:
+        """Every inline review comment of the pull request, oldest first."""
+        url = f"/repos/{_check_repo(repo)}/pulls/{number}/comments"
+        return self._call(
+            f"GET {url}",
+            lambda: sorted(
+                (_comment_info(c.raw_data) for c in self._pull(repo, number).get_review_comments()),
+                key=lambda c: c.id,
+            ),
+        )
+
+    def issue_comments(self, repo: str, number: int) -> list[CommentInfo]:
+        """Every comment of the pull request's conversation tab, oldest first."""
+        url = f"/repos/{_check_repo(repo)}/issues/{number}/comments"
+        return self._call(
+            f"GET {url}",
+            lambda: sorted(
+                (_comment_info(c.raw_data) for c in self._pull(repo, number).get_issue_comments()),
+                key=lambda c: c.id,
+            ),
+        )
+
+    def review_comment(self, repo: str, comment_id: int) -> CommentInfo:
+        """One inline review comment."""
+        url = f"/repos/{_check_repo(repo)}/pulls/comments/{int(comment_id)}"
+
+        def fetch() -> CommentInfo:
+            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            return _comment_info(data)
+
+        return self._call(f"GET {url}", fetch)
+
+    def review_thread(self, repo: str, number: int, comment_id: int) -> list[CommentInfo]:
+        """The review thread holding ``comment_id``: its root comment first, then replies."""
+        comments = self.review_comments(repo, number)
+        by_id = {c.id: c for c in comments}
+        if comment_id not in by_id:
+            raise GitHubError(f"review comment {comment_id} is not on {repo}#{number}", 404)
+        root = by_id[comment_id].in_reply_to or comment_id
+        return [c for c in comments if c.id == root or c.in_reply_to == root]
+
+    def role(self, repo: str, login: str) -> str:
+        """``login``'s role on ``repo``: admin, maintain, write, triage, read or none."""
+        url = f"/repos/{_check_repo(repo)}/collaborators/{quote(login, safe='')}/permission"
+
+        def fetch() -> str:
+            try:
+                _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            except UnknownObjectException:
+                return "none"  # not a user GitHub knows on this repository
+            return str(data.get("role_name") or data.get("permission") or "none")
+
+        return self._call(f"GET {url}", fetch)
+
+    def file_text(self, repo: str, path: str, ref: str) -> str:
+        """The text of ``path`` at ``ref`` (a commit sha or branch)."""
+
+        def fetch() -> str:
+            content = self._repo(repo).get_contents(path, ref=ref)
+            if isinstance(content, list) or content.type != "file":
+                raise GitHubError(f"{path} at {ref[:7]} is not a file")
+            if content.encoding != "base64":
+                raise GitHubError(f"{path} at {ref[:7]} is too large to read")
+            try:
+                return content.decoded_content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise GitHubError(f"{path} at {ref[:7]} is not UTF-8 text") from None
+
+        return self._call(f"GET /repos/{repo}/contents/{path}?ref={ref[:7]}", fetch)
+
+    def unresolved_threads(self, repo: str, number: int) -> set[int]:
+        """Root comment ids of the PR's review threads that are neither resolved nor outdated.
+
+        Thread resolution exists only in GitHub's GraphQL API.
+        """
+        owner, name = _check_repo(repo).split("/")
+        found: set[int] = set()
+        cursor: str | None = None
+        while True:
+            variables = {"owner": owner, "name": name, "number": number, "cursor": cursor}
+            _, data = self._call(
+                f"POST graphql reviewThreads {repo}#{number}",
+                lambda v=variables: self._gh.requester.graphql_query(_THREADS_QUERY, v),
+            )
+            pull = ((data.get("data") or {}).get("repository") or {}).get("pullRequest")
+            if pull is None:
+                raise GitHubError(f"{repo}#{number} not found (GraphQL)", 404)
+            threads = pull["reviewThreads"]
+            for node in threads["nodes"]:
+                first = node["comments"]["nodes"]
+                if first and not node["isResolved"] and not node["isOutdated"]:
+                    found.add(int(first[0]["databaseId"]))
+            if not threads["pageInfo"]["hasNextPage"]:
+                return found
+            cursor = threads["pageInfo"]["endCursor"]
+
+    def add_reaction(self, repo: str, comment_type: str, comment_id: int, content: str) -> int:
+        """React to a comment (idempotent on GitHub's side); returns the reaction's id."""
+        url = f"{_comment_url(repo, comment_type, comment_id)}/reactions"
+
+        def post() -> int:
+            _, data = self._gh.requester.requestJsonAndCheck(
+                "POST", url, input={"content": content}
+            )
+            return int(data["id"])
+
+        return self._call(f"POST {url} ({content})", post)
+
+    def remove_reaction(
+        self, repo: str, comment_type: str, comment_id: int, reaction_id: int
+    ) -> None:
+        """Delete one of the app's reactions (already gone is fine)."""
+        url = f"{_comment_url(repo, comment_type, comment_id)}/reactions/{reaction_id}"
+
+        def delete() -> None:
+            with contextlib.suppress(UnknownObjectException):
+                self._gh.requester.requestJsonAndCheck("DELETE", url)
+
+        self._call(f"DELETE {url}", delete)
+
+    def swap_reaction(
+        self, repo: str, comment_type: str, comment_id: int, old: str, new: str | None
+    ) -> None:
+        """Replace the app's ``old`` reaction on a comment with ``new`` (None: just remove).
+
+        Re-adding ``old`` returns the app's existing reaction, whose id is then deleted.
+        """
+        old_id = self.add_reaction(repo, comment_type, comment_id, old)
+        self.remove_reaction(repo, comment_type, comment_id, old_id)
+        if new is not None:
+            self.add_reaction(repo, comment_type, comment_id, new)
+
+    def reply(self, repo: str, number: int, comment_type: str, comment_id: int, body: str) -> int:
+        """Answer a comment: in its review thread, or in the conversation; returns the id.
+
+        ``body`` must carry the answer's reply marker: before a retry after an
+        uncertain failure, an already-posted reply is looked up by it (never posted twice).
+        """
+        text = clip_text(body, COMMENT_BODY_MAX_CHARS)
+        marker = reply_marker(comment_id)
+        if marker not in text:
+            raise ValueError("a reply must carry the reply marker of the comment it answers")
+        if comment_type == "review":
+            # GitHub takes replies to a thread's top-level comment only.
+            root = self.review_comment(repo, comment_id).in_reply_to or comment_id
+            url = f"/repos/{_check_repo(repo)}/pulls/{number}/comments/{root}/replies"
+            listing = self.review_comments
+        else:
+            url = f"/repos/{_check_repo(repo)}/issues/{number}/comments"
+            listing = self.issue_comments
+
+        def posted() -> int | None:
+            return next((c.id for c in listing(repo, number) if marker in c.body), None)
+
+        def post() -> int:
+            _, data = self._gh.requester.requestJsonAndCheck("POST", url, input={"body": text})
+            return int(data["id"])
+
+        reply_id = self._call(f"POST {url}", post, posted)
+        log.info("replied to comment %d on %s#%d: comment %d", comment_id, repo, number, reply_id)
+        return reply_id
 
     # -- posting --
 

@@ -54,6 +54,8 @@ TOO_LONG = "too long for an inline comment"
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _FINDING_MARKER = re.compile(r"<!-- reviewbot:finding:([0-9a-f]{6,64}) -->")
 _REVIEW_MARKER = re.compile(r"<!-- reviewbot:([a-z]+):([0-9a-f]{7,64}):([0-9a-f]{6,64}) -->")
+_REPLY_MARKER = re.compile(r"<!-- reviewbot:reply:(\d{1,20}) -->")
+_DENIED_MARKER = re.compile(r"<!-- reviewbot:denied:([A-Za-z0-9][A-Za-z0-9_.\[\]-]{0,60}) -->")
 _SUGGESTION_FENCE = re.compile(r"^(`{3,}|~{3,})suggestion[ \t]*$", re.M)
 _ITEM_RESERVE = 600
 """Body characters kept free for the counts line, headings and the "not shown" note."""
@@ -74,13 +76,34 @@ class Markers:
 
     findings: frozenset[str] = frozenset()
     reviews: frozenset[ReviewMarker] = frozenset()
+    replies: frozenset[int] = frozenset()
+    """Ids of the comments (slash commands) reviewbot has answered."""
+    denied: frozenset[str] = frozenset()
+    """Logins told once on this PR that their command needs write permission."""
 
     def __or__(self, other: Markers) -> Markers:
-        return Markers(self.findings | other.findings, self.reviews | other.reviews)
+        return Markers(
+            self.findings | other.findings,
+            self.reviews | other.reviews,
+            self.replies | other.replies,
+            self.denied | other.denied,
+        )
 
 
 def finding_marker(fingerprint: str) -> str:
     return f"<!-- reviewbot:finding:{fingerprint} -->"
+
+
+def reply_marker(comment_id: int) -> str:
+    """Marks a text (reply or review) as the answer to command comment ``comment_id``."""
+    return f"<!-- reviewbot:reply:{int(comment_id)} -->"
+
+
+def denied_marker(login: str) -> str:
+    """Marks the one permission-denied reply ``login`` gets on a pull request."""
+    if not _DENIED_MARKER.fullmatch(f"<!-- reviewbot:denied:{login} -->"):
+        raise ValueError(f"not a GitHub login: {login!r}")
+    return f"<!-- reviewbot:denied:{login} -->"
 
 
 def review_marker(kind: str, head_sha: str, fingerprint: str) -> str:
@@ -104,7 +127,9 @@ def parse_markers(text: str | None) -> Markers:
         return Markers()
     findings = frozenset(_FINDING_MARKER.findall(text))
     reviews = frozenset(ReviewMarker(*m) for m in _REVIEW_MARKER.findall(text))
-    return Markers(findings, reviews)
+    replies = frozenset(int(m) for m in _REPLY_MARKER.findall(text))
+    denied = frozenset(_DENIED_MARKER.findall(text))
+    return Markers(findings, reviews, replies, denied)
 
 
 # --- the payload -----------------------------------------------------------------------
@@ -136,6 +161,8 @@ class ReviewPayload:
     dropped: int = 0
     already_posted: int = 0
     event: str = "COMMENT"
+    reply_to: int | None = None
+    """The command comment this review answers (its reply marker goes in the body)."""
 
     @property
     def commit_id(self) -> str:
@@ -209,11 +236,13 @@ def build_review_payload(
     head_sha: str,
     posted_fingerprints: Iterable[str],
     max_comments: int,
+    reply_to: int | None = None,
 ) -> ReviewPayload | None:
     """The review to post for ``review`` at ``head_sha``, or None if nothing is new.
 
     Findings already posted (``posted_fingerprints``) are left out; the first
     ``max_comments`` new ones are inline, the rest are listed in the body.
+    ``reply_to``: the id of the slash command comment the review answers.
     """
     _check_args(kind, head_sha, max_comments)
     posted = frozenset(posted_fingerprints)
@@ -240,6 +269,7 @@ def build_review_payload(
         units=len(review.units),
         dropped=len(review.dropped),
         already_posted=already,
+        reply_to=reply_to,
     )
 
 
@@ -461,12 +491,15 @@ def _render_body(payload: ReviewPayload) -> tuple[str, tuple[str, ...]]:
     title = f"## {REVIEW_TITLES[payload.kind]} · `{payload.head_sha[:7]}`"
     summary = _summary_markdown(payload)
     skipped = _skipped_markdown(payload.skipped)
-    fixed = len(title) + len(summary) + len(skipped) + len(payload.marker) + _ITEM_RESERVE
+    markers = payload.marker
+    if payload.reply_to is not None:
+        markers += "\n" + reply_marker(payload.reply_to)
+    fixed = len(title) + len(summary) + len(skipped) + len(markers) + _ITEM_RESERVE
     items, shown = _items_markdown(payload.in_body, max(0, REVIEW_BODY_MAX_CHARS - fixed))
     findings = f"### Findings not posted inline\n\n{items}" if items else ""
     sections = [title, summary, _counts_line(payload, len(shown)), findings, skipped]
     body = "\n\n".join(s for s in sections if s)
-    return f"{body}\n\n{payload.marker}\n", shown
+    return f"{body}\n\n{markers}\n", shown
 
 
 # --- check runs ------------------------------------------------------------------------

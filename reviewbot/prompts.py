@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+#: The seed model card's review tasks (finetune/ trains on these).
 TASKS = ("critique", "revise", "summarise")
 FORMATS = ("alpaca", "alpaca-dialogue", "chat")
 
@@ -39,7 +40,7 @@ def _load(name: str) -> dict:
 
 
 def task_text(task: str) -> str:
-    """The raw task template (with placeholders) for critique/revise/summarise."""
+    """The raw task template (with placeholders): critique/revise/summarise, or ask."""
     tasks = _load("tasks.toml")
     if task not in tasks:
         raise KeyError(f"unknown task {task!r}; known: {', '.join(tasks)}")

@@ -12,6 +12,8 @@ change how it is itself reviewed). Every key is optional; top-level keys only::
     extra_instructions = "We target Python 3.9."
     adapter = "python-reviews"       # a LoRA adapter the server knows by this name
     deletions = "skip"               # pure-deletion hunks: "skip" (listed) or "left"
+    unauthorized = "reply"           # model commands from users without write access:
+                                     # "reply" (once per user and PR) or "ignore"
 
 Globs are :func:`fnmatch.fnmatch` patterns over the repository-relative path
 (``*`` also matches ``/``). Anything else — invalid TOML, an unknown key, a wrong
@@ -43,6 +45,8 @@ from reviewbot.config import (
 )
 
 _DELETION_MODES: tuple[str, ...] = get_args(DeletionMode)
+#: What a model command from a user without write access gets (the first is the default).
+UNAUTHORIZED_MODES: tuple[str, ...] = ("reply", "ignore")
 _ADAPTER_NAME = re.compile(ADAPTER_NAME_PATTERN)
 _DEFAULT_OPTIONS = ReviewOptions()
 _DEFAULT_LIMITS = PlanLimits()
@@ -71,6 +75,7 @@ class RepoConfig:
     extra_instructions: str = ""
     adapter: str | None = None
     deletions: DeletionMode = _DEFAULT_LIMITS.deletions
+    unauthorized: str = UNAUTHORIZED_MODES[0]
 
     def plan_limits(self, base: PlanLimits = _DEFAULT_LIMITS) -> PlanLimits:
         """``base`` with this repository's globs (excludes add to the built-in ones)."""
@@ -107,6 +112,7 @@ class RepoConfig:
             if self.adapter
             else 'adapter = ""  # the server\'s default model',
             f"extra_instructions = {_toml_str(self.extra_instructions)}",
+            f"unauthorized = {_toml_str(self.unauthorized)}",
         ]
         return "\n".join(lines)
 
@@ -210,6 +216,13 @@ def _deletions(key: str, value: Any) -> DeletionMode:
     return value  # type: ignore[return-value]
 
 
+def _unauthorized(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in UNAUTHORIZED_MODES:
+        choices = " or ".join(repr(m) for m in UNAUTHORIZED_MODES)
+        raise RepoConfigError(f"{key} must be {choices}, got {_describe(value)}", key)
+    return value
+
+
 _PARSERS: dict[str, Any] = {
     "include": _globs,
     "exclude": _globs,
@@ -220,6 +233,7 @@ _PARSERS: dict[str, Any] = {
     "extra_instructions": _extra_instructions,
     "adapter": _adapter,
     "deletions": _deletions,
+    "unauthorized": _unauthorized,
 }
 
 

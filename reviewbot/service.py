@@ -54,7 +54,11 @@ class Outcome:
 
 
 def run_review_job(
-    job: Job, gh: GitHubClient, engines: EngineProvider, review_drafts: bool = False
+    job: Job,
+    gh: GitHubClient,
+    engines: EngineProvider,
+    review_drafts: bool = False,
+    reply_to: int | None = None,
 ) -> Outcome:
     """Review the PR at ``job.head_sha`` and post one review; idempotent.
 
@@ -64,6 +68,7 @@ def run_review_job(
     of (kind, head sha) and posts nothing. Transient GitHub errors propagate for
     the queue to retry; any other failure completes the check run as failed
     with a readable message and is returned, never dropped silently.
+    ``reply_to``: the /review comment this review answers (marked in its body).
     """
     if job.kind not in REVIEW_KINDS:
         raise ValueError(f"run_review_job cannot run a {job.kind!r} job")
@@ -79,7 +84,7 @@ def run_review_job(
         return Outcome("skipped", detail=f"pull request is {pull.state}")
     check_id = gh.start_check_run(job.repo, job.head_sha)
     try:
-        outcome = _review(job, gh, engines, posted, pull.draft, review_drafts)
+        outcome = _review(job, gh, engines, posted, pull.draft, review_drafts, reply_to)
     except TransientGitHubError:
         note = "GitHub was unavailable; the review will be retried."
         gh_safe_complete(gh, job, check_id, "neutral", "Retrying", note)
@@ -111,6 +116,7 @@ def _review(
     posted: Markers,
     draft: bool,
     drafts: bool,
+    reply_to: int | None = None,
 ) -> tuple[Outcome, CheckRunResult]:
     config = gh.repo_config(job.repo)
     if draft and not (config.drafts or drafts) and job.kind != "review":
@@ -131,6 +137,7 @@ def _review(
         job.head_sha,
         posted.findings,
         config.max_comments,
+        reply_to,
     )
     if payload is None:
         return Outcome("nothing-new"), check_run_success(None, job.head_sha)

@@ -24,6 +24,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from reviewbot.config import (
+    ACK_TIMEOUT_SECONDS,
     CLAIM_PENDING_TTL,
     DEDUPE_PREFIX,
     ENQUEUE_MAX_RETRIES,
@@ -31,9 +32,11 @@ from reviewbot.config import (
     MAX_WEBHOOK_BODY_BYTES,
     QUEUE_INTERACTIVE,
     QUEUE_REVIEWS,
+    REACTION_RECEIVED,
     REDIS_CONNECT_TIMEOUT,
     REDIS_SOCKET_TIMEOUT,
     TASK_RUN_JOB,
+    GitHubSettings,
 )
 from reviewbot.dedupe import Deduper
 from reviewbot.events import EventConfig, Ignored, PayloadError, parse_event, verify_signature
@@ -43,6 +46,8 @@ from reviewbot.settings import Settings, redact_url
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[Job], None]
+#: Adds the 👀 "received" reaction to a command's comment; failures are logged only.
+Acknowledge = Callable[[Job], None]
 Answer = tuple[dict[str, Any], int]
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -89,6 +94,32 @@ class CeleryEnqueuer:
         )
 
 
+class GitHubAcknowledger:
+    """Reacts 👀 to a command comment at once, as the GitHub App (one short call).
+
+    Used when the web server has the App's credentials; otherwise the worker
+    adds the reaction when it starts the job.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from reviewbot.github_client import GitHubApp
+
+        assert settings.app_id is not None and settings.private_key is not None
+        self.app = GitHubApp(
+            settings.app_id,
+            settings.private_key,
+            settings.github_api_url,
+            GitHubSettings(
+                timeout_seconds=ACK_TIMEOUT_SECONDS, attempts=1, seconds_between_writes=0
+            ),
+        )
+
+    def __call__(self, job: Job) -> None:
+        assert job.comment_type is not None and job.comment_id is not None
+        with self.app.installation(job.installation_id) as gh:
+            gh.add_reaction(job.repo, job.comment_type, job.comment_id, REACTION_RECEIVED)
+
+
 def make_redis(url: str) -> redis.Redis:
     """A Redis client whose calls fail fast when the server is down."""
     return redis.Redis.from_url(
@@ -101,8 +132,15 @@ def make_redis(url: str) -> redis.Redis:
 class WebhookHandler:
     """The webhook logic behind the Flask route (signature → event → dedupe → enqueue)."""
 
-    def __init__(self, settings: Settings, deduper: Deduper, enqueue: Enqueue) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        deduper: Deduper,
+        enqueue: Enqueue,
+        acknowledge: Acknowledge | None = None,
+    ) -> None:
         self.secrets = settings.webhook_secrets
+        self.acknowledge = acknowledge
         # Drafts are queued: whether to review one is the repository's choice
         # (`drafts` in .github/reviewbot.toml, default REVIEWBOT_REVIEW_DRAFTS),
         # which only the worker reads.
@@ -159,6 +197,8 @@ class WebhookHandler:
             self._confirm(delivery_id, None)
             log.info("delivery %s: job %s already queued", delivery_id, job.key)
             return {"status": "duplicate", "reason": "job already queued", "key": job.key}, 200
+        if job.interactive:
+            self._acknowledge(job)
         try:
             self.enqueue(job)
         except Exception:
@@ -168,6 +208,16 @@ class WebhookHandler:
         self._confirm(delivery_id, job.key)
         log.info("delivery %s: queued job %s on %s", delivery_id, job.key, queue_for(job))
         return {"status": "queued", "job": job.to_dict(), "queue": queue_for(job)}, 202
+
+    def _acknowledge(self, job: Job) -> None:
+        """👀 on the command's comment, before the job is queued (so a fast job's
+        own reactions always come after it); the worker adds it if this fails."""
+        if self.acknowledge is None:
+            return
+        try:
+            self.acknowledge(job)
+        except Exception as exc:
+            log.warning("could not react to comment %s on %s: %s", job.comment_id, job.repo, exc)
 
     def _confirm(self, delivery_id: str, job_key: str | None) -> None:
         try:
@@ -187,7 +237,6 @@ class WebhookHandler:
                 "delivery %s: could not release dedupe claims (they expire in %ss): %s",
                 delivery_id,
                 CLAIM_PENDING_TTL,
-                DEDUPE_PREFIX,
                 exc,
             )
 
@@ -198,18 +247,24 @@ def create_app(
     redis_client: redis.Redis | None = None,
     *,
     dedupe_prefix: str = DEDUPE_PREFIX,
+    acknowledge: Acknowledge | None = None,
 ) -> Flask:
     """The webhook Flask app.
 
     Default ``enqueue``: Celery ``send_task`` to ``settings.redis_url``; default
-    ``redis_client`` (dedupe, health): one for ``settings.redis_url``.
+    ``redis_client`` (dedupe, health): one for ``settings.redis_url``; default
+    ``acknowledge``: a 👀 reaction through the GitHub App when the settings carry
+    its id and key, else none (the worker reacts when it starts the job).
     """
     settings.require_web()
     client = redis_client if redis_client is not None else make_redis(settings.redis_url)
+    if acknowledge is None and settings.app_id is not None and settings.private_key:
+        acknowledge = GitHubAcknowledger(settings)
     handler = WebhookHandler(
         settings,
         Deduper(client, prefix=dedupe_prefix),
         enqueue if enqueue is not None else CeleryEnqueuer(settings.redis_url),
+        acknowledge,
     )
     app = Flask("reviewbot")
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BODY_BYTES

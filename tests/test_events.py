@@ -243,3 +243,92 @@ def test_synchronize_needs_a_before_sha() -> None:
 def test_non_object_payload_raises() -> None:
     with pytest.raises(PayloadError):
         parse_event("pull_request", [1, 2], "d", CONFIG)  # type: ignore[arg-type]
+
+
+# --- slash commands ------------------------------------------------------------
+
+
+def pr_comment(body: str, **changes: Any) -> dict[str, Any]:
+    """The real issue_comment payload, made a pull-request comment (``issue.pull_request``)."""
+    payload = fixture("issue_comment.created.with-installation")
+    payload["issue"]["pull_request"] = {
+        "url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"
+    }
+    payload["comment"]["body"] = body
+    payload.update(changes)
+    return payload
+
+
+def test_a_pr_conversation_command_is_an_interactive_job() -> None:
+    job = parse_event("issue_comment", pr_comment("/revise use a dict"), "d-c", CONFIG)
+    assert isinstance(job, Job)
+    assert (job.kind, job.repo, job.pr_number, job.installation_id) == (
+        "revise",
+        "Codertocat/Hello-World",
+        1,
+        1,
+    )
+    assert (job.comment_id, job.comment_type, job.args) == (
+        492700400,
+        "issue",
+        "/revise use a dict",
+    )
+    assert job.head_sha == ""  # the worker reads the current head
+    assert job.interactive and job.sender == "Codertocat"
+    assert job.key == "revise:Codertocat/Hello-World:1::492700400"
+
+
+def test_an_inline_thread_command_carries_the_head_and_the_comment() -> None:
+    payload = fixture("pull_request_review_comment.created")
+    payload["comment"]["body"] = "@reviewbot ask why the emoji?"
+    job = parse_event("pull_request_review_comment", payload, "d-r", CONFIG)
+    assert isinstance(job, Job)
+    assert (job.kind, job.pr_number, job.head_sha) == ("ask", 2, HEAD)
+    assert (job.comment_id, job.comment_type) == (284312630, "review")
+
+
+def test_unknown_commands_are_answered_with_help() -> None:
+    job = parse_event("issue_comment", pr_comment("/frobnicate"), "d", CONFIG)
+    assert isinstance(job, Job) and job.kind == "help"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (fixture("issue_comment.created.with-installation"), "not on a pull request"),
+        (pr_comment("Thanks, fixed!"), "no command"),
+        (pr_comment("/review", action="edited"), "comment edited"),
+        (pr_comment("/review", action="deleted"), "comment deleted"),
+        (
+            pr_comment("/review", sender={"login": "dependabot[bot]", "type": "Bot"}),
+            "is a bot",
+        ),
+        (pr_comment("/review", sender={"login": "my-ci[bot]", "type": "User"}), "is a bot"),
+        (pr_comment("Done.\n<!-- reviewbot:reply:1 -->\n/review"), "no command"),
+    ],
+)
+def test_comments_that_start_no_job(payload: dict[str, Any], reason: str) -> None:
+    outcome = parse_event("issue_comment", payload, "d", CONFIG)
+    assert isinstance(outcome, Ignored)
+    assert reason in outcome.reason
+
+
+def test_the_bots_own_comments_never_run() -> None:
+    payload = pr_comment("/review")
+    payload["sender"] = payload["comment"]["user"] = {"login": "reviewbot-app", "type": "User"}
+    outcome = parse_event("issue_comment", payload, "d", EventConfig(bot_login="reviewbot-app"))
+    assert isinstance(outcome, Ignored) and "reviewbot itself" in outcome.reason
+
+
+def test_commands_on_closed_pull_requests_are_ignored() -> None:
+    payload = pr_comment("/review")
+    payload["issue"]["state"] = "closed"
+    outcome = parse_event("issue_comment", payload, "d", CONFIG)
+    assert isinstance(outcome, Ignored) and "closed" in outcome.reason
+
+
+def test_a_command_comment_without_an_id_is_a_payload_error() -> None:
+    payload = pr_comment("/review")
+    del payload["comment"]["id"]
+    with pytest.raises(PayloadError, match=r"comment\.id"):
+        parse_event("issue_comment", payload, "d", CONFIG)

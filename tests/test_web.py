@@ -495,7 +495,7 @@ def test_default_enqueue_sends_the_task_to_the_reviews_queue(
 
 def test_interactive_jobs_go_to_the_interactive_queue(broker: tuple[str, redis.Redis]) -> None:
     url, client = broker
-    job = Job("ask", "o/r", 1, 3, HEAD, comment_id=99, args="why?")
+    job = Job("ask", "o/r", 1, 3, HEAD, comment_id=99, args="why?", comment_type="review")
     CeleryEnqueuer(url)(job)
     assert client.llen(QUEUE_INTERACTIVE) == 1
     assert client.llen(QUEUE_REVIEWS) == 0

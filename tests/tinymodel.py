@@ -162,3 +162,42 @@ def build_tiny_adapter(
     }
     (out / ADAPTER_METADATA).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
+
+
+def overfit_tiny_model(
+    base: str | Path,
+    path: str | Path,
+    pairs: list[tuple[str, str]],
+    steps: int = 300,
+    lr: float = 1e-2,
+) -> Path:
+    """A copy of ``base`` trained until greedy decoding of each prompt gives its target.
+
+    Full-parameter training on the response tokens only (a plain torch loop), so
+    tests can have a tiny model say exactly what a scenario needs: it is then
+    loaded through the production engine like any other model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(path)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    rows = []
+    for prompt, target in pairs:
+        p = tokenizer(prompt)["input_ids"]
+        t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((torch.tensor([p + t]), torch.tensor([[-100] * len(p) + t])))
+    torch.manual_seed(SEED)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        loss = sum(model(input_ids=ids, labels=labels).loss for ids, labels in rows)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 2e-3 * len(rows):
+            break
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

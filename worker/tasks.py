@@ -12,6 +12,7 @@ from reviewbot.config import (
     TASK_RUN_JOB,
 )
 from reviewbot.github_client import TransientGitHubError
+from reviewbot.interactive import run_command_job
 from reviewbot.jobs import Job
 from reviewbot.service import run_review_job
 from worker import runtime
@@ -28,14 +29,16 @@ def retry_delay(retries: int, retry_after: float | None) -> float:
 
 @app.task(name=TASK_RUN_JOB, bind=True, max_retries=JOB_MAX_RETRIES)
 def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
-    """Run one job; transient GitHub errors are retried with backoff, boundedly."""
+    """Run one job; transient GitHub errors are retried with backoff, boundedly.
+
+    Automatic reviews go to the review runner, slash commands to the command runner.
+    """
     job = Job.from_dict(job_data)
     log.info("job %s started (attempt %d)", job.key, self.request.retries + 1)
     gh = runtime.github_app().installation(job.installation_id)
+    run = run_command_job if job.interactive else run_review_job
     try:
-        outcome = run_review_job(
-            job, gh, runtime.engine, review_drafts=runtime.settings().review_drafts
-        )
+        outcome = run(job, gh, runtime.engine, review_drafts=runtime.settings().review_drafts)
     except TransientGitHubError as e:
         delay = retry_delay(self.request.retries, e.retry_after)
         log.warning("job %s: GitHub transient error, retry in %.0fs", job.key, delay)
