@@ -194,6 +194,29 @@ REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_SOCKET_TIMEOUT = 5.0
 
 
+# --- Slash commands in PR comments ------------------------------------------------------
+
+#: Commands that run the model: only users with one of COMMAND_ROLES may use them.
+MODEL_COMMANDS = frozenset({"review", "revise", "summary", "ask"})
+#: Repository roles allowed to run model commands (GitHub's role_name values).
+COMMAND_ROLES = frozenset({"admin", "maintain", "write"})
+#: The name a comment may mention instead of a leading slash (``@reviewbot review``).
+COMMAND_MENTION = "reviewbot"
+#: Reactions: received (added at once), done, failed.
+REACTION_RECEIVED = "eyes"
+REACTION_DONE = "rocket"
+REACTION_FAILED = "confused"
+#: /ask in the conversation: the PR diff given as context is cut to this many characters.
+ASK_CONTEXT_MAX_CHARS = 12_000
+#: /ask: at most this many earlier question/answer pairs are given as history.
+ASK_MAX_HISTORY_TURNS = 4
+#: Answers (and other replies) longer than this are cut.
+REPLY_MAX_CHARS = 8_000
+#: Timeout (seconds) of the web server's one GitHub call, the received reaction: a
+#: slow GitHub must not hold the delivery past GitHub's 10-second webhook timeout.
+ACK_TIMEOUT_SECONDS = 4
+
+
 # --- Repository configuration (.github/reviewbot.toml) ---------------------------------
 
 #: Where a repository configures the bot; read from its default branch.
@@ -276,3 +299,74 @@ VISIBILITY_TIMEOUT = 2 * 3600
 JOB_MAX_RETRIES = 5
 JOB_RETRY_BACKOFF = 10.0
 JOB_RETRY_BACKOFF_MAX = 600.0
+
+
+# --- Fine-tuning: data sources, harvest, evaluation (finetune/) --------------------------
+
+#: The Hugging Face critique→revision dataset (Code Review Stack Exchange, Python).
+HF_CRITIQUE_REVISION_DATASET = "Dahoas/code-review-instruct-critique-revision-python"
+#: Harvest: review comments carrying this text were posted by reviewbot (never training data).
+REVIEWBOT_MARKER_PREFIX = "<!-- reviewbot:"
+#: Harvest: logins ending with this are GitHub Apps (bots), like user type "Bot".
+BOT_LOGIN_SUFFIX = "[bot]"
+#: Eval: tokens generated per critique / summary, and per revision.
+EVAL_MAX_NEW_TOKENS = 128
+EVAL_REVISE_MAX_NEW_TOKENS = 256
+#: Eval: teacher-forced loss — longest example (tokens, also capped by the model's
+#: context) and examples per forward pass.
+EVAL_MAX_LENGTH = 1024
+EVAL_LOSS_BATCH_SIZE = 4
+
+
+# --- Fine-tuning: training, adapters, merging (finetune/train.py, finetune/merge.py) ----
+
+#: Modules trained in full and saved with the adapter by ``--train-embeddings``
+#: (peft ``modules_to_save``), as the seed model card did.
+EMBEDDING_MODULES: tuple[str, ...] = ("embed_tokens", "lm_head")
+#: peft's name for "every linear layer but the output head": the default LoRA targets.
+LORA_ALL_LINEAR = "all-linear"
+#: The loss log (one JSON object per logged step) written into a training output dir.
+LOSS_LOG = "loss_log.jsonl"
+#: Written into a merged model directory (what was merged, and its prompt format).
+MERGED_METADATA = ADAPTER_METADATA
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Defaults of ``reviewbot finetune train``: the seed card's recipe (alpaca, r 8, 2e-4)."""
+
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ()
+    """LoRA target module names; empty: every linear layer but the head (all-linear)."""
+    train_embeddings: bool = False
+    """Also train embed_tokens + lm_head in full (modules_to_save)."""
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    epochs: float = 3.0
+    max_steps: int = -1
+    """Optimizer steps; overrides ``epochs`` when positive."""
+    batch_size: int = 4
+    grad_accum: int = 1
+    seed: int = 42
+    max_length: int = 1024
+    """Longest training sequence (prompt + target) in tokens; also capped by the context."""
+    prompt_format: str = "alpaca"
+    quantize: Quantize = "auto"
+    """``auto``: 4-bit NF4 (QLoRA) on CUDA, full precision on CPU when it fits."""
+    packing: bool = False
+    """Pack several examples into one row (position ids restart, attention kept apart)."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding); ignored with packing."""
+    eval_fraction: float = 0.1
+    """Share of the (deduplicated) examples held out for the eval loss, split with ``seed``."""
+    eval_steps: int = 0
+    """Evaluate every N steps during training (0: only at the end)."""
+    save_steps: int = 0
+    """Write a resumable checkpoint every N steps (0: none)."""
+    save_total_limit: int | None = 3
+    logging_steps: int = 10
+    gradient_checkpointing: bool = False
+    eval_batch_size: int = EVAL_LOSS_BATCH_SIZE

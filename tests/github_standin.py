@@ -169,6 +169,11 @@ class _Pull:
     commits: list[str]
     reviews: list[dict[str, Any]] = field(default_factory=list)
     comments: list[dict[str, Any]] = field(default_factory=list)
+    issue_comments: list[dict[str, Any]] = field(default_factory=list)
+    resolved: set[int] = field(default_factory=set)
+    """Root comment ids of resolved review threads."""
+    merged_at: str | None = None
+    """When the pull request was merged (ISO 8601), see ``merge_pull``."""
 
 
 @dataclass
@@ -183,6 +188,8 @@ class _Repo:
     pulls: dict[int, _Pull] = field(default_factory=dict)
     compares: dict[tuple[str, str], str] = field(default_factory=dict)
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
+    """Collaborator role names by login (others: "read")."""
 
 
 def _parse_diff(diff: str) -> list[_File]:
@@ -246,6 +253,7 @@ class GitHubStandIn:
         self._failures: list[_Failure] = []
         self._holds: list[Hold] = []
         self._requests: list[RecordedRequest] = []
+        self._reactions: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._next_id = 1000
         self.issued_tokens: list[str] = []
         self.seen_jwts: list[str] = []
@@ -263,7 +271,9 @@ class GitHubStandIn:
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         """The Flask app, mounted under ``prefix`` (404 outside it)."""
         path = environ.get("PATH_INFO", "")
-        if self.prefix:
+        if self.prefix and path == self.prefix.rsplit("/", 1)[0] + "/graphql":
+            environ["PATH_INFO"] = "/graphql"  # GHE: /api/v3 → /api/graphql
+        elif self.prefix:
             if not path.startswith(self.prefix + "/"):
                 return _error(404, "Not Found")(environ, start_response)
             environ["SCRIPT_NAME"] = self.prefix
@@ -350,6 +360,7 @@ class GitHubStandIn:
             )
             if old is not None:
                 pull.reviews, pull.comments = old.reviews, old.comments
+                pull.issue_comments, pull.resolved = old.issue_comments, old.resolved
             repo.pulls[number] = pull
             head_files = dict(files_at_head or {})
             repo.files[head_sha] = head_files
@@ -430,6 +441,76 @@ class GitHubStandIn:
     def review_comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(self._repo(full_name).pulls[number].comments)
+
+    def set_role(self, full_name: str, login: str, role: str) -> None:
+        """``login``'s role on the repository (admin, maintain, write, triage, read, none)."""
+        with self._lock:
+            self._repo(full_name).roles[login] = role
+
+    def add_review_comment(
+        self,
+        full_name: str,
+        number: int,
+        body: str,
+        path: str = "",
+        line: int = 0,
+        start_line: int | None = None,
+        side: str = "RIGHT",
+        login: str = "Codertocat",
+        user_type: str = "User",
+        in_reply_to: int | None = None,
+    ) -> dict[str, Any]:
+        """A person's inline review comment (or a reply), as if written on GitHub."""
+        with self._lock:
+            repo = self._repo(full_name)
+            pull = repo.pulls[number]
+            user = self._user(login, user_type)
+            if in_reply_to is not None:
+                return copy.deepcopy(self._reply_json(repo, pull, in_reply_to, body, user))
+            c = {"path": path, "line": line, "side": side, "body": body}
+            if start_line is not None:
+                c["start_line"] = start_line
+            problem, hunk = _anchor(pull, c)
+            if problem is not None:
+                raise ValueError(problem)
+            rid = self._new_id()
+            pull.reviews.append(
+                self._review_json(repo, pull, rid, "", "COMMENTED", pull.head_sha, user)
+            )
+            comment = self._comment_json(repo, pull, rid, c, hunk, pull.head_sha, user)
+            pull.comments.append(comment)
+            return copy.deepcopy(comment)
+
+    def add_issue_comment(
+        self, full_name: str, number: int, body: str, login: str = "Codertocat", user_type="User"
+    ) -> dict[str, Any]:
+        """A comment in the pull request's conversation tab."""
+        with self._lock:
+            repo = self._repo(full_name)
+            pull = repo.pulls[number]
+            comment = self._issue_comment_json(repo, pull, body, self._user(login, user_type))
+            pull.issue_comments.append(comment)
+            return copy.deepcopy(comment)
+
+    def issue_comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._repo(full_name).pulls[number].issue_comments)
+
+    def resolve_thread(self, full_name: str, number: int, root_id: int) -> None:
+        with self._lock:
+            self._repo(full_name).pulls[number].resolved.add(root_id)
+
+    def merge_pull(self, full_name: str, number: int, merged_at: str | None = None) -> None:
+        """Close the pull request as merged at ``merged_at`` (ISO 8601; default now)."""
+        with self._lock:
+            pull = self._repo(full_name).pulls[number]
+            pull.state = "closed"
+            pull.merged_at = merged_at or _now_iso()
+
+    def reactions(self, comment_type: str, comment_id: int) -> list[str]:
+        """The contents of the reactions on a comment ("issue" or "review"), in order."""
+        with self._lock:
+            return [r["content"] for r in self._reactions.get((comment_type, comment_id), [])]
 
     def check_runs(self, full_name: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -612,6 +693,55 @@ class GitHubStandIn:
             "subject_type": "line",
         }
 
+    def _reply_json(
+        self, repo: _Repo, pull: _Pull, to: int, body: str, user: dict
+    ) -> dict[str, Any] | Response:
+        """A reply in the thread of top-level review comment ``to`` (added to the PR)."""
+        root = next((c for c in pull.comments if c["id"] == to), None)
+        if root is None:
+            return _error(404, "Not Found")
+        if root.get("in_reply_to_id") is not None:
+            return _unprocessable("Replies to replies are not supported")
+        cid = self._new_id()
+        reply = copy.deepcopy(root)
+        api = f"{self.url}/repos/{repo.full_name}/pulls"
+        html = f"{_TEMPLATE_HTML}/{repo.full_name}/pull/{pull.number}#discussion_r{cid}"
+        reply.update(
+            id=cid,
+            node_id=_node_id("PRRC", cid),
+            url=f"{api}/comments/{cid}",
+            html_url=html,
+            body=body,
+            user=user,
+            in_reply_to_id=to,
+            created_at=_now_iso(),
+            updated_at=_now_iso(),
+        )
+        reply["_links"]["self"]["href"] = f"{api}/comments/{cid}"
+        reply["_links"]["html"]["href"] = html
+        pull.comments.append(reply)
+        return reply
+
+    def _issue_comment_json(
+        self, repo: _Repo, pull: _Pull, body: str, user: dict
+    ) -> dict[str, Any]:
+        template = _fixture("issue_comment.created.with-installation.json")["comment"]
+        data = _rewrite(template, self._api_pairs(repo.full_name))
+        cid = self._new_id()
+        api = f"{self.url}/repos/{repo.full_name}/issues"
+        data.update(
+            id=cid,
+            node_id=_node_id("IC", cid),
+            url=f"{api}/comments/{cid}",
+            html_url=f"{_TEMPLATE_HTML}/{repo.full_name}/pull/{pull.number}#issuecomment-{cid}",
+            issue_url=f"{api}/{pull.number}",
+            body=body,
+            user=user,
+            created_at=_now_iso(),
+            updated_at=_now_iso(),
+        )
+        return data
+
     def _check_run_json(self, repo: _Repo, run_id: int, fields: dict[str, Any]) -> dict:
         api = f"{self.url}/repos/{repo.full_name}/check-runs/{run_id}"
         output = fields.get("output") or {}
@@ -650,6 +780,7 @@ class GitHubStandIn:
             ("/app/installations/<int:iid>/access_tokens", self._access_token, ["POST"]),
             ("/app/installations/<int:iid>", self._installation, ["GET"]),
             ("/repos/<owner>/<name>", self._get_repo, ["GET"]),
+            ("/repos/<owner>/<name>/pulls", self._list_pulls, ["GET"]),
             ("/repos/<owner>/<name>/pulls/<int:number>", self._get_pull, ["GET"]),
             ("/repos/<owner>/<name>/pulls/<int:number>/files", self._get_files, ["GET"]),
             ("/repos/<owner>/<name>/compare/<path:spec>", self._compare, ["GET"]),
@@ -657,6 +788,44 @@ class GitHubStandIn:
             ("/repos/<owner>/<name>/pulls/<int:number>/reviews", self._get_reviews, ["GET"]),
             ("/repos/<owner>/<name>/pulls/<int:number>/reviews", self._post_review, ["POST"]),
             ("/repos/<owner>/<name>/pulls/<int:number>/comments", self._get_comments, ["GET"]),
+            (
+                "/repos/<owner>/<name>/issues/<int:number>/comments",
+                self._get_issue_comments,
+                ["GET"],
+            ),
+            (
+                "/repos/<owner>/<name>/issues/<int:number>/comments",
+                self._post_issue_comment,
+                ["POST"],
+            ),
+            (
+                "/repos/<owner>/<name>/pulls/<int:number>/comments/<int:cid>/replies",
+                self._post_reply,
+                ["POST"],
+            ),
+            ("/repos/<owner>/<name>/pulls/comments/<int:cid>", self._get_review_comment, ["GET"]),
+            (
+                "/repos/<owner>/<name>/<any(issues,pulls):where>/comments/<int:cid>/reactions",
+                self._post_reaction,
+                ["POST"],
+            ),
+            (
+                "/repos/<owner>/<name>/<any(issues,pulls):where>/comments/<int:cid>/reactions",
+                self._get_reactions,
+                ["GET"],
+            ),
+            (
+                "/repos/<owner>/<name>/<any(issues,pulls):where>/comments/<int:cid>/reactions/"
+                "<int:reaction_id>",
+                self._delete_reaction,
+                ["DELETE"],
+            ),
+            (
+                "/repos/<owner>/<name>/collaborators/<login>/permission",
+                self._permission,
+                ["GET"],
+            ),
+            ("/graphql", self._graphql, ["POST"]),
             ("/repos/<owner>/<name>/check-runs", self._create_check_run, ["POST"]),
             ("/repos/<owner>/<name>/check-runs/<int:run_id>", self._get_check_run, ["GET"]),
             ("/repos/<owner>/<name>/check-runs/<int:run_id>", self._update_check_run, ["PATCH"]),
@@ -844,6 +1013,29 @@ class GitHubStandIn:
                 return _diff(pull.diff)
             return _json(self._pull_json(repo, pull))
 
+    def _list_pulls(self, owner: str, name: str) -> Response:
+        """``GET /repos/{o}/{r}/pulls``: ``state`` open/closed/all, ``sort`` created/updated."""
+        state = request.args.get("state", "open")
+        key = "updated_at" if request.args.get("sort") == "updated" else "created_at"
+        with self._lock:
+            repo = self._repo_or_404(owner, name)
+            if isinstance(repo, Response):
+                return repo
+            items = []
+            for pull in repo.pulls.values():
+                if state != "all" and pull.state != state:
+                    continue
+                item = self._pull_json(repo, pull)
+                item.update(
+                    merged_at=pull.merged_at,
+                    closed_at=pull.merged_at if pull.state == "closed" else None,
+                    updated_at=pull.merged_at or item.get("updated_at"),
+                    created_at=pull.merged_at or item.get("created_at"),
+                )
+                items.append(item)
+            items.sort(key=lambda i: i[key] or "", reverse=request.args.get("direction") != "asc")
+            return _paginate(items)
+
     def _get_files(self, owner: str, name: str, number: int) -> Response:
         with self._lock:
             found = self._pull_or_404(owner, name, number)
@@ -967,6 +1159,135 @@ class GitHubStandIn:
             for c, hunk in zip(data.get("comments") or [], anchors, strict=True):
                 pull.comments.append(self._comment_json(repo, pull, rid, c, hunk, commit, user))
             return _json(pull.reviews[-1])
+
+    def _get_issue_comments(self, owner: str, name: str, number: int) -> Response:
+        with self._lock:
+            found = self._pull_or_404(owner, name, number)
+            if isinstance(found, Response):
+                return found
+            return _paginate(list(found[1].issue_comments))
+
+    def _post_issue_comment(self, owner: str, name: str, number: int) -> Response:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not isinstance(data.get("body"), str):
+            return _unprocessable("Invalid request: body is required")
+        if len(data["body"]) > 65536:
+            return _unprocessable("Body is too long (maximum is 65536 characters)")
+        with self._lock:
+            found = self._pull_or_404(owner, name, number)
+            if isinstance(found, Response):
+                return found
+            repo, pull = found
+            user = g.get("user") or self.bot
+            comment = self._issue_comment_json(repo, pull, data["body"], user)
+            pull.issue_comments.append(comment)
+            return _json(comment, 201)
+
+    def _post_reply(self, owner: str, name: str, number: int, cid: int) -> Response:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not isinstance(data.get("body"), str):
+            return _unprocessable("Invalid request: body is required")
+        with self._lock:
+            found = self._pull_or_404(owner, name, number)
+            if isinstance(found, Response):
+                return found
+            repo, pull = found
+            reply = self._reply_json(repo, pull, cid, data["body"], g.get("user") or self.bot)
+            return reply if isinstance(reply, Response) else _json(reply, 201)
+
+    def _find_comment(self, repo: _Repo, where: str, cid: int) -> dict[str, Any] | None:
+        for pull in repo.pulls.values():
+            for c in pull.issue_comments if where == "issues" else pull.comments:
+                if c["id"] == cid:
+                    return c
+        return None
+
+    def _get_review_comment(self, owner: str, name: str, cid: int) -> Response:
+        with self._lock:
+            repo = self._repo_or_404(owner, name)
+            if isinstance(repo, Response):
+                return repo
+            c = self._find_comment(repo, "pulls", cid)
+            return _json(c) if c else _error(404, "Not Found")
+
+    def _post_reaction(self, owner: str, name: str, where: str, cid: int) -> Response:
+        data = request.get_json(silent=True) or {}
+        content = data.get("content")
+        if content not in ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"):
+            return _unprocessable(f"Invalid reaction content {content!r}")
+        with self._lock:
+            repo = self._repo_or_404(owner, name)
+            if isinstance(repo, Response):
+                return repo
+            if self._find_comment(repo, where, cid) is None:
+                return _error(404, "Not Found")
+            user = g.get("user") or self.bot
+            found = self._reactions.setdefault(
+                ("issue" if where == "issues" else "review", cid), []
+            )
+            for r in found:
+                if r["content"] == content and r["user"]["login"] == user["login"]:
+                    return _json(r, 200)
+            rid = self._new_id()
+            reaction = {
+                "id": rid,
+                "node_id": _node_id("REA", rid),
+                "user": user,
+                "content": content,
+                "created_at": _now_iso(),
+            }
+            found.append(reaction)
+            return _json(reaction, 201)
+
+    def _get_reactions(self, owner: str, name: str, where: str, cid: int) -> Response:
+        with self._lock:
+            key = ("issue" if where == "issues" else "review", cid)
+            return _paginate(list(self._reactions.get(key, [])))
+
+    def _delete_reaction(
+        self, owner: str, name: str, where: str, cid: int, reaction_id: int
+    ) -> Response:
+        with self._lock:
+            key = ("issue" if where == "issues" else "review", cid)
+            found = self._reactions.get(key, [])
+            match = next((r for r in found if r["id"] == reaction_id), None)
+            if match is None:
+                return _error(404, "Not Found")
+            found.remove(match)
+            return Response(status=204)
+
+    def _permission(self, owner: str, name: str, login: str) -> Response:
+        with self._lock:
+            repo = self._repo_or_404(owner, name)
+            if isinstance(repo, Response):
+                return repo
+            role = repo.roles.get(login, "read")
+            permission = {"maintain": "write", "triage": "read"}.get(role, role)
+            return _json({"permission": permission, "role_name": role, "user": self._user(login)})
+
+    def _graphql(self) -> Response:
+        """The one query reviewbot makes: a pull request's review threads."""
+        data = request.get_json(silent=True) or {}
+        query, variables = data.get("query") or "", data.get("variables") or {}
+        if "reviewThreads" not in query:
+            return _json({"errors": [{"message": "unsupported query in the stand-in"}]})
+        with self._lock:
+            repo = self._repos.get(f"{variables.get('owner')}/{variables.get('name')}")
+            pull = repo.pulls.get(variables.get("number")) if repo else None
+            if pull is None:
+                error = {"type": "NOT_FOUND", "message": "Could not resolve to a PullRequest"}
+                return _json({"data": {"repository": None}, "errors": [error]})
+            nodes = [
+                {
+                    "isResolved": c["id"] in pull.resolved,
+                    "isOutdated": c.get("line") is None,
+                    "comments": {"nodes": [{"databaseId": c["id"]}]},
+                }
+                for c in pull.comments
+                if c.get("in_reply_to_id") is None
+            ]
+        threads = {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": nodes}
+        return _json({"data": {"repository": {"pullRequest": {"reviewThreads": threads}}}})
 
     def _create_check_run(self, owner: str, name: str) -> Response:
         data = request.get_json(silent=True) or {}
