@@ -254,6 +254,15 @@ class CommentInfo:
         return self.author_type == "Bot" or self.author.endswith("[bot]")
 
 
+def _raw(obj: Any) -> dict[str, Any]:
+    """A listed PyGithub object's JSON as received.
+
+    ``raw_data`` would first GET each listed object again (PyGithub completes
+    listed objects lazily): one request per comment instead of one per page.
+    """
+    return obj._rawData
+
+
 def _comment_info(data: Mapping[str, Any]) -> CommentInfo:
     user = data.get("user") or {}
     return CommentInfo(
@@ -579,7 +588,7 @@ class GitHubClient:
         return self._call(
             f"GET {url}",
             lambda: sorted(
-                (_comment_info(c.raw_data) for c in self._pull(repo, number).get_review_comments()),
+                (_comment_info(_raw(c)) for c in self._pull(repo, number).get_review_comments()),
                 key=lambda c: c.id,
             ),
         )
@@ -590,7 +599,7 @@ class GitHubClient:
         return self._call(
             f"GET {url}",
             lambda: sorted(
-                (_comment_info(c.raw_data) for c in self._pull(repo, number).get_issue_comments()),
+                (_comment_info(_raw(c)) for c in self._pull(repo, number).get_issue_comments()),
                 key=lambda c: c.id,
             ),
         )

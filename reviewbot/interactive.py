@@ -40,7 +40,7 @@ from reviewbot.config import (
     REACTION_RECEIVED,
 )
 from reviewbot.diffplan import plan_diff
-from reviewbot.findings import Finding, Review
+from reviewbot.findings import Comment, Finding, Review, fingerprint
 from reviewbot.github_client import (
     CommentInfo,
     GitHubClient,
@@ -75,6 +75,8 @@ class _Context:
     engines: EngineProvider
     pull: PullInfo
     posted: Markers
+    received: int
+    """The id of the app's 👀 reaction on the command comment."""
 
     @property
     def head(self) -> str:
@@ -86,6 +88,14 @@ class _Context:
         assert job.comment_id is not None and job.comment_type is not None
         body = f"{text}\n\n{reply_marker(job.comment_id)}"
         return self.gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
+
+    def finish(self, reaction: str | None) -> None:
+        """Replace 👀 with ``reaction`` (None: just take 👀 back)."""
+        job = self.job
+        assert job.comment_id is not None and job.comment_type is not None
+        self.gh.remove_reaction(job.repo, job.comment_type, job.comment_id, self.received)
+        if reaction is not None:
+            self.gh.add_reaction(job.repo, job.comment_type, job.comment_id, reaction)
 
 
 def run_command_job(
@@ -101,9 +111,11 @@ def run_command_job(
         log.info("%s: comment %d was already answered", job.key, job.comment_id)
         gh.swap_reaction(*where, REACTION_RECEIVED, REACTION_DONE)
         return Outcome("already-answered")
-    gh.add_reaction(*where, REACTION_RECEIVED)
+    received = gh.add_reaction(*where, REACTION_RECEIVED)  # the web's 👀, or a new one
     pull = gh.pull(job.repo, job.pr_number)
-    ctx = _Context(replace(job, head_sha=pull.head_sha), command, gh, engines, pull, posted)
+    ctx = _Context(
+        replace(job, head_sha=pull.head_sha), command, gh, engines, pull, posted, received
+    )
     try:
         if command.uses_model and not _allowed(ctx):
             return _deny(ctx)
@@ -114,9 +126,9 @@ def run_command_job(
         reason = str(e) if isinstance(e, _USER_FACING) else "an internal error (see the logs)"
         log.warning("%s failed: %s", job.key, reason, exc_info=not isinstance(e, _USER_FACING))
         ctx.reply(failure_text(command.name, reason))
-        gh.swap_reaction(*where, REACTION_RECEIVED, REACTION_FAILED)
+        ctx.finish(REACTION_FAILED)
         return Outcome("failed", detail=reason)
-    gh.swap_reaction(*where, REACTION_RECEIVED, REACTION_DONE)
+    ctx.finish(REACTION_DONE)
     return outcome
 
 
@@ -135,10 +147,7 @@ def _deny(ctx: _Context) -> Outcome:
     if not quiet and sender not in ctx.posted.denied:
         ctx.reply(f"{denied_text(sender, ctx.command.name)}\n\n{denied_marker(sender)}")
     log.info("%s: %s may not run /%s", ctx.job.key, sender, ctx.command.name)
-    assert ctx.job.comment_type is not None and ctx.job.comment_id is not None
-    ctx.gh.swap_reaction(
-        ctx.job.repo, ctx.job.comment_type, ctx.job.comment_id, REACTION_RECEIVED, None
-    )
+    ctx.finish(None)
     return Outcome("denied", detail=sender)
 
 
@@ -275,7 +284,7 @@ def _revise_findings(ctx: _Context, config: RepoConfig) -> Outcome:
     ]
     review = Review(
         units=tuple(f.unit for f in revised),
-        comments=tuple(to_comment(f, revise=True) for f in revised if f.revision),
+        comments=tuple(_revision_comment(f) for f in revised if f.revision),
         summary=None,
         skipped=(),
     )
@@ -285,6 +294,14 @@ def _revise_findings(ctx: _Context, config: RepoConfig) -> Outcome:
     assert payload is not None  # a requested kind always posts
     review_id = ctx.gh.post_review(job.repo, job.pr_number, payload)
     return Outcome("posted", review_id)
+
+
+def _revision_comment(finding: Finding) -> Comment:
+    """The finding's revision as a comment; its fingerprint is the revision's own
+    (the finding's is posted already), so the same revision is never posted twice."""
+    c = to_comment(finding, revise=True)
+    key = fingerprint(c.path, f"revision {finding.critique}", c.suggestion or finding.revision)
+    return replace(c, fingerprint=key)
 
 
 def _summary(ctx: _Context, config: RepoConfig) -> Outcome:
