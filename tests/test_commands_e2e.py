@@ -236,9 +236,7 @@ def test_revise_in_a_thread_replies_with_a_suggestion_that_yields_the_revision(
     assert reaction_calls(writer, "pulls", command["id"]) == ["+eyes", "+eyes", "-", "+rocket"]
 
 
-def test_revise_in_the_conversation_revises_the_unresolved_findings(
-    writer, webhook, start_worker
-):
+def test_revise_in_the_conversation_revises_the_unresolved_findings(writer, webhook, start_worker):
     worker = start_worker()
     assert deliver(webhook, "pull_request", OPENED).status_code == 202
     worker.wait_for("finished: posted", 180)
@@ -300,9 +298,7 @@ def test_ask_answers_in_the_conversation_and_in_a_thread(writer, webhook, start_
     assert writer.reactions("review", root["id"]) == ["rocket"]
 
 
-def test_a_failed_command_says_what_went_wrong_and_reacts_confused(
-    writer, webhook, start_worker
-):
+def test_a_failed_command_says_what_went_wrong_and_reacts_confused(writer, webhook, start_worker):
     writer.set_file(REPO, "main", ".github/reviewbot.toml", "max_comments = 'many'\n")
     worker = start_worker()
     comment = writer.add_issue_comment(REPO, NUMBER, "/summary", login=WRITER)
