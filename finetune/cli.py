@@ -3,10 +3,411 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reviewbot.cli import EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.config import (
+    DEFAULT_GITHUB_API_URL,
+    DEMO_MODEL,
+    EVAL_MAX_LENGTH,
+    EVAL_MAX_NEW_TOKENS,
+    EVAL_REVISE_MAX_NEW_TOKENS,
+    GenerationSettings,
+    TrainSettings,
+)
+
+#: Where ``harvest`` finds a token when ``--token`` is not given.
+GITHUB_TOKEN_ENV = "GITHUB_TOKEN"
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``finetune`` command group to the ``reviewbot`` parser."""
     p = sub.add_parser("finetune", help="build data, train, merge and evaluate LoRA adapters")
     group = p.add_subparsers(dest="finetune_command", required=True)
-    del group  # each subcommand registers itself below
+    _add_harvest(group)
+    _add_train(group)
+    _add_merge(group)
+    _add_eval(group)
+
+
+# --------------------------------------------------------------------------- harvest
+
+
+def _date(text: str) -> datetime:
+    """A ``--since``/``--until`` value: YYYY-MM-DD or ISO 8601 (UTC unless it says)."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _add_harvest(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser(
+        "harvest",
+        help="turn a repository's human review comments into training examples",
+        description="Walk the pull requests merged since DATE and keep the inline review"
+        " comments people wrote (bots, reviewbot's own comments, replies and the PR"
+        " author's comments are left out); ```suggestion blocks become revisions.",
+    )
+    p.add_argument("repo", metavar="OWNER/REPO")
+    p.add_argument("--since", required=True, type=_date, metavar="DATE", help="merged on or after")
+    p.add_argument("--until", type=_date, default=None, metavar="DATE", help="merged up to")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="examples JSONL to write")
+    p.add_argument("--token", default=None, help="GitHub token (default: $GITHUB_TOKEN)")
+    p.add_argument(
+        "--api-url",
+        default=DEFAULT_GITHUB_API_URL,
+        help="REST API base URL (GitHub Enterprise: https://HOST/api/v3)",
+    )
+    p.add_argument("--max-pulls", type=int, default=None, metavar="N", help="stop after N PRs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_harvest)
+
+
+def cmd_harvest(args: argparse.Namespace) -> int:
+    from finetune.examples import write_examples
+    from finetune.harvest import HarvestClient, harvest
+    from reviewbot.github_client import GitHubError
+
+    if not _REPO.fullmatch(args.repo):
+        raise CliError(f"not a repository (OWNER/REPO): {args.repo!r}", EXIT_USAGE)
+    token = args.token or os.environ.get(GITHUB_TOKEN_ENV)
+    if not token:
+        raise CliError(f"no GitHub token: pass --token or set {GITHUB_TOKEN_ENV}", EXIT_USAGE)
+    if args.max_pulls is not None and args.max_pulls < 1:
+        raise CliError("--max-pulls must be positive", EXIT_USAGE)
+    if args.until is not None and args.until < args.since:
+        raise CliError("--until is before --since", EXIT_USAGE)
+    try:
+        with HarvestClient.from_token(token, args.api_url) as client:
+            report = harvest(
+                client,
+                args.repo,
+                args.since,
+                args.until,
+                max_pulls=args.max_pulls,
+                progress=not args.no_progress,
+            )
+    except GitHubError as e:
+        raise CliError(str(e)) from None
+    try:
+        written = write_examples(report.examples, args.out)
+    except OSError as e:
+        raise CliError(f"cannot write {args.out}: {e.strerror or e}", EXIT_USAGE) from None
+    print(report.summary())
+    print(f"wrote {written} example(s) to {args.out}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def _add_eval(group: argparse._SubParsersAction) -> None:
+    from finetune.sources import FORMATS
+
+    p = group.add_parser(
+        "eval",
+        help="evaluate a model/adapter: loss, BLEU-4, ROUGE-L, exact match, suggestions",
+        description="Held-out loss (teacher-forced, prompt masked), CodeReviewer's BLEU-4 and"
+        " ROUGE-L of generated critiques, exact match of revisions, the share of revisions"
+        " that map to a valid suggestion, line anchoring of review-comment records and a"
+        " per-category breakdown, as JSON.",
+    )
+    p.add_argument("--model", default=None, help=f"HF id or local dir (default: {DEMO_MODEL})")
+    p.add_argument("--adapter", default=None, help="peft LoRA adapter directory")
+    p.add_argument("--data", required=True, nargs="+", metavar="FILE", help="held-out data")
+    p.add_argument("--data-format", choices=["auto", *FORMATS], default="auto")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N examples")
+    p.add_argument("--out", default=None, metavar="FILE.json", help="also write the JSON here")
+    p.add_argument(
+        "--quantize",
+        choices=["auto", "4bit", "none"],
+        default="4bit",
+        help="4-bit NF4 like the workers (default), full precision, or auto",
+    )
+    p.add_argument("--prompt-format", choices=["alpaca", "alpaca-dialogue", "chat"], default=None)
+    p.add_argument("--max-new-tokens", type=int, default=EVAL_MAX_NEW_TOKENS)
+    p.add_argument("--revise-max-new-tokens", type=int, default=EVAL_REVISE_MAX_NEW_TOKENS)
+    p.add_argument("--batch-size", type=int, default=GenerationSettings().batch_size)
+    p.add_argument("--max-length", type=int, default=EVAL_MAX_LENGTH, help="loss: longest example")
+    p.add_argument("--loss-only", action="store_true", help="no generation, loss only")
+    p.add_argument("--no-anchoring", action="store_true", help="skip the line-anchoring pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from finetune.evaluate import EvalSettings, evaluate
+    from finetune.sources import SourceError, load_examples
+
+    numbers = (args.max_new_tokens, args.revise_max_new_tokens, args.batch_size, args.max_length)
+    if min(numbers) < 1 or (args.limit is not None and args.limit < 1):
+        raise CliError(
+            "--limit, --max-new-tokens, --revise-max-new-tokens, --batch-size and"
+            " --max-length must be positive",
+            EXIT_USAGE,
+        )
+    examples = []
+    try:
+        for path in args.data:
+            examples.extend(load_examples(path, args.data_format))
+    except SourceError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    if args.limit is not None:
+        examples = examples[: args.limit]
+
+    from reviewbot.engine import load_engine
+
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    try:
+        engine = load_engine(
+            args.model,
+            adapter=args.adapter,
+            quantize=args.quantize,
+            prompt_format=args.prompt_format,
+            settings=settings,
+            device=args.device,
+        )
+    except (OSError, ValueError, ImportError, RuntimeError) as e:
+        raise CliError(f"cannot load model: {e}") from None
+    eval_settings = EvalSettings(
+        max_new_tokens=args.max_new_tokens,
+        revise_max_new_tokens=args.revise_max_new_tokens,
+        max_length=args.max_length,
+        loss_batch_size=args.batch_size,
+        anchoring=not args.no_anchoring,
+    )
+    metrics = evaluate(engine, examples, eval_settings, generate=not args.loss_only, progress=True)
+    result = {
+        "model": engine.model_name,
+        "adapter": engine.adapter,
+        "prompt_format": engine.prompt_format,
+        "quantized": engine.quantized,
+        "device": engine.device,
+        "data": [str(p) for p in args.data],
+        "limit": args.limit,
+        **metrics,
+    }
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if args.out:
+        try:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+        except OSError as e:
+            raise CliError(f"cannot write {args.out}: {e.strerror or e}", EXIT_USAGE) from None
+    print(text)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(group: argparse._SubParsersAction) -> None:
+    from finetune.sources import FORMATS
+    from reviewbot.prompts import FORMATS as PROMPT_FORMATS
+
+    d = TrainSettings()
+    p = group.add_parser(
+        "train",
+        help="train a LoRA adapter (QLoRA on a 4-bit base, or full precision)",
+        description="Train a peft LoRA adapter on review examples; the output directory is a"
+        " PEFT adapter plus reviewbot.json (base model signature, prompt format, data hash,"
+        " metrics) that `reviewbot review --adapter` and the workers load. Defaults follow the"
+        " seed recipe: alpaca prompts, rank 8, lr 2e-4, warmup 0.05.",
+    )
+    p.add_argument("--base", default=DEMO_MODEL, help="HF id or local dir (default: %(default)s)")
+    p.add_argument("--data", required=True, nargs="+", metavar="FILE", help="training data")
+    p.add_argument("--data-format", choices=["auto", *FORMATS], default="auto")
+    p.add_argument("--output", required=True, metavar="DIR", help="adapter directory to write")
+    p.add_argument(
+        "--quantize",
+        choices=["auto", "4bit", "none"],
+        default=d.quantize,
+        help="auto: 4-bit (QLoRA) on CUDA, full precision on CPU when it fits",
+    )
+    p.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=d.prompt_format)
+    p.add_argument("-r", "--rank", type=int, default=d.lora_r, help="LoRA rank")
+    p.add_argument("--alpha", type=int, default=d.lora_alpha, help="LoRA alpha")
+    p.add_argument("--dropout", type=float, default=d.lora_dropout, help="LoRA dropout")
+    p.add_argument(
+        "--target-modules",
+        default=",".join(d.target_modules),
+        metavar="A,B",
+        help="LoRA target modules, comma-separated (default: every linear layer)",
+    )
+    p.add_argument(
+        "--train-embeddings",
+        action="store_true",
+        help="also train embed_tokens and lm_head in full (modules_to_save)",
+    )
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate")
+    p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--epochs", type=float, default=d.epochs)
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=d.max_steps,
+        help="optimizer steps (overrides --epochs when positive)",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="accumulation steps")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-length", type=int, default=d.max_length, help="tokens per example")
+    p.add_argument("--packing", action="store_true", help="pack examples into full rows")
+    p.add_argument(
+        "--no-group-by-length",
+        action="store_true",
+        help="random batches instead of length-grouped ones",
+    )
+    p.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=d.eval_fraction,
+        help="share of examples held out for the eval loss (seeded split)",
+    )
+    p.add_argument(
+        "--eval-steps",
+        type=int,
+        default=d.eval_steps,
+        help="also evaluate every N steps (0: at the end only)",
+    )
+    p.add_argument(
+        "--save-steps",
+        type=int,
+        default=d.save_steps,
+        help="write a resumable checkpoint every N steps (0: none)",
+    )
+    p.add_argument("--save-total-limit", type=int, default=d.save_total_limit)
+    p.add_argument("--logging-steps", type=int, default=d.logging_steps)
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue from the latest checkpoint in --output (or CHECKPOINT)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an adapter in --output")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def train_settings(args: argparse.Namespace) -> TrainSettings:
+    """``TrainSettings`` from the parsed ``train`` options."""
+    targets = tuple(t.strip() for t in args.target_modules.split(",") if t.strip())
+    return TrainSettings(
+        lora_r=args.rank,
+        lora_alpha=args.alpha,
+        lora_dropout=args.dropout,
+        target_modules=targets,
+        train_embeddings=args.train_embeddings,
+        learning_rate=args.lr,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        seed=args.seed,
+        max_length=args.max_length,
+        prompt_format=args.prompt_format,
+        quantize=args.quantize,
+        packing=args.packing,
+        group_by_length=not args.no_group_by_length,
+        eval_fraction=args.eval_fraction,
+        eval_steps=args.eval_steps,
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        logging_steps=args.logging_steps,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from finetune.sources import SourceError, load_examples
+    from finetune.train import TrainError, train, validate
+    from reviewbot.engine import ModelLoadError
+
+    options = train_settings(args)
+    try:
+        validate(options)
+    except TrainError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    examples = []
+    try:
+        for path in args.data:
+            examples.extend(load_examples(path, args.data_format))
+    except SourceError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    try:
+        result = train(
+            args.base,
+            examples,
+            args.output,
+            options,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            device=args.device,
+            sources=[str(p) for p in args.data],
+            progress=not args.no_progress,
+        )
+    except (TrainError, ModelLoadError) as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    except OSError as e:
+        raise CliError(f"cannot write {args.output}: {e.strerror or e}", EXIT_USAGE) from None
+    print(json.dumps({"output": str(result.output), "steps": result.steps, **result.metrics}))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def _add_merge(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser(
+        "merge",
+        help="merge a LoRA adapter into its full-precision base model",
+        description="Write base + adapter as one full-precision model directory (model,"
+        " tokenizer, reviewbot.json with the adapter's prompt format) that --model loads."
+        " Merging into a 4-bit base is refused.",
+    )
+    p.add_argument("--adapter", required=True, metavar="DIR", help="peft adapter directory")
+    p.add_argument("--output", required=True, metavar="DIR", help="merged model directory")
+    p.add_argument("--base", default=None, help="base model (default: the adapter's recorded one)")
+    p.add_argument(
+        "--quantize",
+        choices=["none", "4bit"],
+        default="none",
+        help="the base's precision: none (4bit is refused)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --output")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    p.set_defaults(func=cmd_merge)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from finetune.merge import MergeError, merge
+    from reviewbot.engine import ModelLoadError
+
+    try:
+        out = merge(
+            args.adapter,
+            args.output,
+            base=args.base,
+            quantize=args.quantize,
+            device=args.device,
+            overwrite=args.overwrite,
+        )
+    except (MergeError, ModelLoadError) as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    except OSError as e:
+        raise CliError(f"cannot write {args.output}: {e.strerror or e}", EXIT_USAGE) from None
+    print(f"merged model written to {out}")
+    return EXIT_OK

@@ -3,16 +3,21 @@
 This is the only module of the review core that touches a model. ``load_engine``
 resolves the model (the embedded demo model, a Hugging Face hub id or a local
 directory), picks quantisation, device and prompt format; ``Engine.generate``
-turns prompts into completions with batched greedy decoding.
+turns prompts into completions with batched greedy decoding. ``SharedBase`` keeps
+one base model in memory for several LoRA adapters (workers switch per repository);
+an adapter trained on another base is refused, and its recorded prompt format used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,7 +32,7 @@ from reviewbot.config import (
     GenerationSettings,
     Quantize,
 )
-from reviewbot.prompts import Renderer
+from reviewbot.prompts import FORMATS, Renderer, template_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +110,12 @@ def _resolve_adapter(adapter: str) -> str:
 
 def adapter_metadata(adapter: str) -> dict[str, Any]:
     """The adapter's ``reviewbot.json`` (base model, prompt format, ...), or ``{}``."""
-    path = Path(adapter).expanduser() / ADAPTER_METADATA
+    return _read_metadata(Path(adapter).expanduser())
+
+
+def _read_metadata(directory: Path) -> dict[str, Any]:
+    """``directory/reviewbot.json`` as a dict, or ``{}`` when there is none."""
+    path = directory / ADAPTER_METADATA
     if not path.is_file():
         return {}
     try:
@@ -257,24 +267,178 @@ def _load_tokenizer(path: str) -> Any:
     return tokenizer
 
 
-def _attach_adapter(model: Any, adapter: str) -> Any:
-    from peft import PeftModel
+@dataclass
+class LoadedModel:
+    """A base model loaded through the engine's code path, before any adapter."""
 
-    log.info("loading LoRA adapter %s", adapter)
+    model: Any
+    tokenizer: Any
+    config: Any
+    name: str
+    """The model as given (``smollm2`` for the demo model)."""
+    path: str
+    """The directory or hub id the weights came from."""
+    device: torch.device
+    quantized: bool
+    meta: dict[str, Any]
+    """The model directory's ``reviewbot.json`` (a merged model records its format), or {}."""
+
+
+def load_model(
+    model: str | None = None, quantize: Quantize = "auto", device: str | None = None
+) -> LoadedModel:
+    """Resolve and load a base model + tokenizer (demo model, hub id or local directory)."""
+    name = model or DEMO_MODEL
+    path = _resolve_model(model)
+    config = _load_config(path)
+    target = _resolve_device(device)
+    four_bit = _wants_4bit(quantize, target, config)
+    log.info(
+        "loading model %s on %s (%s)", name, target, "4-bit NF4" if four_bit else "full precision"
+    )
+    tokenizer = _load_tokenizer(path)
+    loaded = _load_model(path, config, target, four_bit)
+    loaded.eval()
+    quantized = four_bit or getattr(config, "quantization_config", None) is not None
+    meta = _read_metadata(Path(path)) if Path(path).is_dir() else {}
+    return LoadedModel(loaded, tokenizer, config, name, path, target, quantized, meta)
+
+
+# --------------------------------------------------------------------------- adapters
+
+#: Config fields that identify a base model's shape (recorded by finetune/, compared here).
+BASE_SIGNATURE_KEYS: tuple[str, ...] = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "tie_word_embeddings",
+)
+
+
+def base_signature(config: Any) -> dict[str, Any]:
+    """Architecture + shape of a model config, and a ``fingerprint`` hash of them.
+
+    Stable across transformers versions and across copies of one model (hub id,
+    local directory, the converted demo model): only what the weights' shapes
+    depend on is recorded.
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    signature: dict[str, Any] = {
+        "architectures": list(getattr(config, "architectures", None) or [])
+    }
+    for key in BASE_SIGNATURE_KEYS:
+        value = getattr(text, key, None)
+        if value is None:
+            value = getattr(config, key, None)
+        signature[key] = value
+    digest = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()
+    return {**signature, "fingerprint": digest[:16]}
+
+
+def _describe_base(signature: dict[str, Any]) -> str:
+    arch = ",".join(signature.get("architectures") or []) or signature.get("model_type") or "?"
+    return (
+        f"{arch}, hidden {signature.get('hidden_size')}, {signature.get('num_hidden_layers')} "
+        f"layers, vocab {signature.get('vocab_size')}"
+    )
+
+
+def _local_config(name: str) -> Any | None:
+    """The config of a model named in adapter metadata, if it is available without a download."""
+    from transformers import AutoConfig
+
     try:
-        return PeftModel.from_pretrained(model, adapter)
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot load adapter {adapter}: {e}") from e
+        if name == DEMO_MODEL or Path(name).expanduser().is_dir():
+            return _load_config(_resolve_model(name))
+        return AutoConfig.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+
+
+def _peft_base_name(adapter: str) -> str | None:
+    path = Path(adapter).expanduser() / "adapter_config.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def check_adapter_base(adapter: str, meta: dict[str, Any], base: LoadedModel) -> None:
+    """Refuse (ModelLoadError) an adapter trained on another base model than ``base``.
+
+    The adapter's ``reviewbot.json`` records the base's signature (finetune/ writes
+    it); without one, the recorded base name is compared as a name and, when it
+    names a model available locally, by its config.
+    """
+    actual = base_signature(base.config)
+    recorded = meta.get("base_model") or _peft_base_name(adapter)
+    trained_on = recorded or "an unrecorded base model"
+    expected = meta.get("base")
+    if isinstance(expected, dict) and expected.get("fingerprint"):
+        if expected["fingerprint"] == actual["fingerprint"]:
+            return
+        differs = [
+            k for k in ("architectures", *BASE_SIGNATURE_KEYS) if expected.get(k) != actual.get(k)
+        ]
+        raise ModelLoadError(
+            f"adapter {adapter} was trained on {trained_on} ({_describe_base(expected)}) and does "
+            f"not fit {base.name} ({_describe_base(actual)}): "
+            f"{', '.join(differs) or 'base fingerprint'} differ"
+        )
+    if not recorded or recorded in (base.name, base.path):
+        return
+    other = _local_config(recorded)
+    if other is None:
+        raise ModelLoadError(
+            f"adapter {adapter} was trained on {recorded}, not on {base.name}, and records no base "
+            f"signature to compare them; load it with --model {recorded}"
+        )
+    signature = base_signature(other)
+    if signature["fingerprint"] != actual["fingerprint"]:
+        raise ModelLoadError(
+            f"adapter {adapter} was trained on {recorded} ({_describe_base(signature)}) and does "
+            f"not fit {base.name} ({_describe_base(actual)})"
+        )
 
 
 def choose_prompt_format(
-    prompt_format: str | None, adapter_meta: dict[str, Any], tokenizer: Any
+    prompt_format: str | None,
+    adapter_meta: dict[str, Any],
+    tokenizer: Any,
+    model_meta: dict[str, Any] | None = None,
+    fallback: str | None = None,
 ) -> str:
-    """Explicit choice → adapter metadata → ``chat`` with a chat template → ``alpaca``."""
+    """The prompt format: recorded (adapter, else merged model) → explicit → fallback → default.
+
+    A format recorded by training is binding: an explicit different one is an
+    error, since the adapter only learned its own. Without a record the explicit
+    choice, then ``fallback`` (a server default), then ``chat`` when the
+    tokenizer has a chat template, else ``alpaca``.
+    """
+    for meta, what in ((adapter_meta, "adapter"), (model_meta or {}, "merged model")):
+        recorded = meta.get("prompt_format")
+        if not recorded:
+            continue
+        if recorded not in FORMATS:
+            raise ModelLoadError(
+                f"the {what}'s metadata names an unknown prompt format {recorded!r} "
+                f"(known: {', '.join(FORMATS)})"
+            )
+        if prompt_format and prompt_format != recorded:
+            raise ModelLoadError(
+                f"the {what} was trained with the {recorded!r} prompt format, not "
+                f"{prompt_format!r}: leave the prompt format unset to use the recorded one"
+            )
+        return str(recorded)
     if prompt_format:
         return prompt_format
-    if adapter_meta.get("prompt_format"):
-        return str(adapter_meta["prompt_format"])
+    if fallback:
+        return fallback
     if getattr(tokenizer, "chat_template", None):
         return "chat"
     return "alpaca"
@@ -290,6 +454,112 @@ def make_renderer(fmt: str, tokenizer: Any) -> Renderer:
     return Renderer(fmt, template)
 
 
+def _warn_on_template_change(adapter: str, meta: dict[str, Any]) -> None:
+    recorded = meta.get("template_fingerprint")
+    if recorded and recorded != template_fingerprint():
+        log.warning(
+            "adapter %s was trained on other prompt templates (%s, now %s): its prompts differ",
+            adapter,
+            recorded,
+            template_fingerprint(),
+        )
+
+
+class SharedBase:
+    """One base model in memory serving any number of LoRA adapters.
+
+    Each adapter is loaded once (peft ``load_adapter``) under its own name and gets
+    its own :class:`Engine` with its own renderer (the adapter's recorded prompt
+    format); ``Engine.generate`` activates its adapter (``set_adapter``), or
+    disables all adapters for the base alone, under one lock shared by all engines.
+    """
+
+    def __init__(
+        self,
+        base: LoadedModel,
+        settings: GenerationSettings = GenerationSettings(),
+        default_format: str | None = None,
+    ) -> None:
+        self.base = base
+        self.settings = settings
+        self.default_format = default_format
+        self.lock = threading.RLock()
+        self.peft: Any = None
+        self._names: dict[str, str] = {}
+        self._engines: dict[tuple[str | None, str | None], Engine] = {}
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Loaded adapters: directory → peft adapter name."""
+        return dict(self._names)
+
+    def engine(self, adapter: str | None = None, prompt_format: str | None = None) -> Engine:
+        """The engine for ``adapter`` (a PEFT directory; None: the base alone), made once."""
+        path = _resolve_adapter(adapter) if adapter else None
+        with self.lock:
+            key = (path, prompt_format)
+            if key not in self._engines:
+                self._engines[key] = self._make_engine(path, prompt_format)
+            return self._engines[key]
+
+    def _make_engine(self, path: str | None, prompt_format: str | None) -> Engine:
+        base = self.base
+        meta = adapter_metadata(path) if path else {}
+        if path:
+            check_adapter_base(path, meta, base)
+            _warn_on_template_change(path, meta)
+        fmt = choose_prompt_format(
+            prompt_format, meta, base.tokenizer, base.meta, fallback=self.default_format
+        )
+        renderer = make_renderer(fmt, base.tokenizer)
+        name = self._load_adapter(path) if path else None
+        return Engine(
+            self.peft if name else base.model,
+            base.tokenizer,
+            renderer,
+            model_name=base.name,
+            model_path=base.path,
+            device=str(base.device),
+            quantized=base.quantized,
+            settings=self.settings,
+            adapter=path,
+            adapter_meta=meta,
+            lock=self.lock,
+            select=partial(self._using, name),
+        )
+
+    def _load_adapter(self, path: str) -> str:
+        if path in self._names:
+            return self._names[path]
+        from peft import PeftModel
+
+        name = f"adapter{len(self._names)}"
+        log.info("loading LoRA adapter %s", path)
+        try:
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(self.base.model, path, adapter_name=name)
+            else:
+                self.peft.load_adapter(path, adapter_name=name)
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise ModelLoadError(f"cannot load adapter {path}: {e}") from e
+        self.peft.eval()
+        self._names[path] = name
+        return name
+
+    @contextmanager
+    def _using(self, name: str | None) -> Iterator[None]:
+        """Activate adapter ``name`` (None: disable every adapter) for one generate call."""
+        if self.peft is None:
+            yield
+        elif name is None:
+            with self.peft.disable_adapter():
+                yield
+        else:
+            if self.peft.active_adapter != name:
+                self.peft.set_adapter(name, inference_mode=True)
+            yield
+
+
 def load_engine(
     model: str | None = None,
     adapter: str | None = None,
@@ -298,47 +568,21 @@ def load_engine(
     settings: GenerationSettings = GenerationSettings(),
     device: str | None = None,
 ) -> Engine:
-    """Load a model (``None``/``"smollm2"``: the embedded demo model) ready to generate."""
+    """Load a model (``None``/``"smollm2"``: the embedded demo model) ready to generate.
+
+    An adapter trained on another base is refused; its recorded prompt format is used.
+    """
     started = time.perf_counter()
-    name = model or DEMO_MODEL
-    path = _resolve_model(model)
-    adapter_path = _resolve_adapter(adapter) if adapter else None
-    meta = adapter_metadata(adapter_path) if adapter_path else {}
-    config = _load_config(path)
-    target = _resolve_device(device)
-    four_bit = _wants_4bit(quantize, target, config)
-    log.info(
-        "loading model %s on %s (%s)", name, target, "4-bit NF4" if four_bit else "full precision"
-    )
-    tokenizer = _load_tokenizer(path)
-    fmt = choose_prompt_format(prompt_format, meta, tokenizer)
-    renderer = make_renderer(fmt, tokenizer)
-    loaded = _load_model(path, config, target, four_bit)
-    quantized = four_bit or getattr(config, "quantization_config", None) is not None
-    if adapter_path:
-        base = meta.get("base_model")
-        if base and base not in (name, path):
-            log.warning("adapter %s was trained on %s, not on %s", adapter_path, base, name)
-        loaded = _attach_adapter(loaded, adapter_path)
-    loaded.eval()
-    engine = Engine(
-        loaded,
-        tokenizer,
-        renderer,
-        model_name=name,
-        model_path=path,
-        device=str(target),
-        quantized=quantized,
-        settings=settings,
-        adapter=adapter_path,
-        adapter_meta=meta,
-    )
+    if adapter:
+        _resolve_adapter(adapter)  # fail before loading the model
+    shared = SharedBase(load_model(model, quantize, device), settings)
+    engine = shared.engine(adapter, prompt_format)
     log.info(
         "model ready in %.1fs: %.0f MB, context %d tokens, prompt format %s",
         time.perf_counter() - started,
         engine.footprint_bytes / 1e6,
         engine.context_length,
-        fmt,
+        engine.prompt_format,
     )
     return engine
 
@@ -383,6 +627,8 @@ class Engine:
         adapter: str | None = None,
         adapter_meta: dict[str, Any] | None = None,
         model_path: str | None = None,
+        lock: threading.RLock | None = None,
+        select: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -400,6 +646,10 @@ class Engine:
         self.eos_token_ids = _eos_ids(model, tokenizer)
         self.pad_token_id = int(tokenizer.pad_token_id)
         self.last_stats = GenerationStats()
+        # Engines sharing one base model (SharedBase) share its lock; ``select``
+        # activates this engine's adapter for the duration of one generate call.
+        self._lock = lock or threading.RLock()
+        self._select = select or nullcontext
 
     @property
     def context_length(self) -> int:
@@ -497,7 +747,7 @@ class Engine:
         generated, first = 0, None
         torch.manual_seed(self.settings.seed)
         bar = tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not progress)
-        with bar, torch.inference_mode():
+        with self._lock, self._select(), bar, torch.inference_mode():
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
                 texts, count = self._run_batch([rows[i] for i in batch], config)

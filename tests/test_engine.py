@@ -136,9 +136,12 @@ def test_prompt_format_selection(
     adapted = load_tiny(tiny_chat_model_dir, adapter=str(tiny_adapter_dir))
     assert adapted.prompt_format == "alpaca"
     assert adapted.renderer.wrap("hi").endswith("### Response:\n\n")
-    # ...and an explicit choice beats both.
-    explicit = load_tiny(tiny_chat_model_dir, adapter=str(tiny_adapter_dir), prompt_format="chat")
-    assert explicit.prompt_format == "chat"
+    # ...an explicit choice beats the chat template, but never the adapter's recorded format.
+    assert load_tiny(tiny_chat_model_dir, prompt_format="alpaca").prompt_format == "alpaca"
+    same = load_tiny(tiny_chat_model_dir, adapter=str(tiny_adapter_dir), prompt_format="alpaca")
+    assert same.prompt_format == "alpaca"
+    with pytest.raises(ModelLoadError, match="trained with the 'alpaca' prompt format, not 'chat'"):
+        load_tiny(tiny_chat_model_dir, adapter=str(tiny_adapter_dir), prompt_format="chat")
     with pytest.raises(PromptFormatError):
         load_tiny(tiny_model_dir, prompt_format="chat")
 

@@ -1,7 +1,12 @@
-"""Per-process worker state: settings, the GitHub App and the model engines.
+"""Per-process worker state: settings, the GitHub App and the model.
 
 Everything here is created lazily, on the first job, inside the process that
 runs jobs (never in a parent that forks), and then reused for every job.
+
+The base model is loaded once per process; every adapter the server serves
+(``REVIEWBOT_ADAPTER``, ``REVIEWBOT_ADAPTERS``) is loaded once onto it, on first
+use, and each repository's job switches to its adapter without reloading the base
+(see :class:`reviewbot.engine.SharedBase`).
 """
 
 from __future__ import annotations
@@ -9,14 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 from functools import cache
+from typing import TYPE_CHECKING
 
 from reviewbot.config import GenerationSettings
 from reviewbot.github_client import GitHubApp
 from reviewbot.settings import Settings
 
+if TYPE_CHECKING:  # torch is imported with the engine, on the first job only
+    from reviewbot.engine import Engine, SharedBase
+
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_engines: dict[str | None, object] = {}
 
 
 @cache
@@ -31,31 +38,65 @@ def github_app() -> GitHubApp:
     return GitHubApp(s.app_id, s.private_key, s.github_api_url)
 
 
+class ModelRuntime:
+    """One base model for the process, with the adapters of ``settings`` on top of it.
+
+    ``engine(name)`` is the worker's EngineProvider: the engine of a repository's
+    adapter name (None: the server default adapter, or the base alone).
+    ``REVIEWBOT_PROMPT_FORMAT`` is the base's prompt format and that of adapters
+    that record none; an adapter's recorded format always wins.
+    """
+
+    def __init__(self, settings: Settings, device: str | None = None) -> None:
+        self.settings = settings
+        self.device = device
+        self.base_loads = 0
+        self._lock = threading.Lock()
+        self._shared: SharedBase | None = None
+
+    def adapter_dir(self, name: str | None) -> str | None:
+        """The adapter directory for a repository's adapter name (None: server default)."""
+        s = self.settings
+        if not name:
+            return s.adapter
+        if name not in s.adapters:
+            known = ", ".join(sorted(s.adapters)) or "none"
+            raise ValueError(f"adapter {name!r} is not served here (available: {known})")
+        return s.adapters[name]
+
+    def shared(self) -> SharedBase:
+        """The base model, loaded on first use."""
+        from reviewbot.engine import SharedBase, load_model
+
+        with self._lock:
+            if self._shared is None:
+                s = self.settings
+                log.info("loading model %s", s.model or "demo")
+                base = load_model(s.model, s.quantize, self.device)
+                self.base_loads += 1
+                self._shared = SharedBase(
+                    base,
+                    GenerationSettings(max_new_tokens=s.max_new_tokens),
+                    default_format=s.prompt_format,
+                )
+            return self._shared
+
+    def engine(self, adapter_name: str | None = None) -> Engine:
+        """The engine for ``adapter_name``; its adapter is loaded once, the base never again."""
+        path = self.adapter_dir(adapter_name)
+        return self.shared().engine(path)
+
+
+@cache
+def model_runtime() -> ModelRuntime:
+    return ModelRuntime(settings())
+
+
 def adapter_dir(name: str | None) -> str | None:
     """The adapter directory for a repository's adapter name (None: server default)."""
-    s = settings()
-    if not name:
-        return s.adapter
-    if name not in s.adapters:
-        known = ", ".join(sorted(s.adapters)) or "none"
-        raise ValueError(f"adapter {name!r} is not served here (available: {known})")
-    return s.adapters[name]
+    return model_runtime().adapter_dir(name)
 
 
-def engine(adapter_name: str | None = None):
-    """The engine for ``adapter_name``, loaded once per process."""
-    from reviewbot.engine import load_engine
-
-    path = adapter_dir(adapter_name)
-    with _lock:
-        if path not in _engines:
-            s = settings()
-            log.info("loading model %s (adapter %s)", s.model or "demo", path or "none")
-            _engines[path] = load_engine(
-                s.model,
-                adapter=path,
-                quantize=s.quantize,
-                prompt_format=s.prompt_format,
-                settings=GenerationSettings(max_new_tokens=s.max_new_tokens),
-            )
-        return _engines[path]
+def engine(adapter_name: str | None = None) -> Engine:
+    """The engine for ``adapter_name`` (the worker's EngineProvider)."""
+    return model_runtime().engine(adapter_name)
