@@ -1,12 +1,20 @@
 """Generation throughput: batched vs one prompt at a time, on the same loaded model.
 
     python bench/generation.py [--model smollm2|tiny|DIR] [--hunks 8] [--max-new-tokens 48]
-                               [--quantize auto|4bit|none] [--json OUT]
+                               [--quantize auto|4bit|none] [--devices auto|cpu|cuda|cpu,cuda]
+                               [--json OUT]
 
 Critique prompts are rendered from the hunks of a built-in diff (or ``--diff FILE``)
-through the review planner when it is present. Prints tokens/s of both modes, their
-ratio, time to first output, the model's memory footprint in 4-bit vs bf16 and the
-peak RSS, and writes the figures as JSON.
+through the review planner when it is present. On each device (``auto``: the CPU,
+and CUDA too when ``torch.cuda.is_available()``), in a fresh child process so that
+peak memory is that device's alone, the same loaded model generates the critiques
+batched and one prompt at a time. Prints tokens/s of both modes and their ratio;
+the time to first comment, i.e. the seconds from the ``generate`` call until the
+first critique is complete (batched: the first batch, ``--batch-size`` prompts,
+longest first; one at a time: the first hunk), and its ratio; the peak memory
+(process peak RSS from ``getrusage`` after loading and after generating, and on
+CUDA ``torch.cuda.max_memory_allocated``); the model's footprint in 4-bit NF4 vs
+bf16; and writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import argparse
 import difflib
 import json
 import logging
+import multiprocessing as mp
 import os
 import platform
 import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +215,13 @@ def hunks_of(diff: str) -> tuple[list[str], str]:
     return [unit.original for unit in plan_diff(diff).units], "reviewbot.diffplan"
 
 
+def cuda_peak_bytes(device: str) -> int | None:
+    """``torch.cuda.max_memory_allocated`` of ``device`` when it is a CUDA device, else None."""
+    if not device.startswith("cuda"):
+        return None
+    return int(torch.cuda.max_memory_allocated(device))
+
+
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -239,7 +256,7 @@ def summary(stats: GenerationStats) -> dict[str, Any]:
         "generated_tokens": stats.generated_tokens,
         "seconds": round(stats.seconds, 3),
         "tokens_per_s": round(stats.tokens_per_second, 2),
-        "first_output_s": round(stats.first_output_seconds or 0.0, 3),
+        "first_comment_s": round(stats.first_output_seconds or 0.0, 3),
     }
 
 
@@ -267,7 +284,9 @@ def build_tiny(workdir: str) -> str:
     return str(build_tiny_model(Path(workdir) / "tiny"))
 
 
-def measure(args: argparse.Namespace, model: str) -> dict[str, Any]:
+def measure(args: argparse.Namespace, model: str, device: str) -> dict[str, Any]:
+    """Load ``model`` on ``device`` and time both modes (run in a child process)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     diff = Path(args.diff).read_text(encoding="utf-8") if args.diff else builtin_diff()
     hunks, source = hunks_of(diff)
     if len(hunks) < args.hunks:
@@ -275,13 +294,16 @@ def measure(args: argparse.Namespace, model: str) -> dict[str, Any]:
     hunks = hunks[: args.hunks]
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     started = time.perf_counter()
-    engine = load_engine(model, quantize=args.quantize, settings=settings)
+    engine = load_engine(model, quantize=args.quantize, settings=settings, device=device)
     load_s = time.perf_counter() - started
+    rss_loaded, cuda_loaded = peak_rss_bytes(), cuda_peak_bytes(engine.device)
     prompts = [engine.renderer.task("critique", ORIGINAL=h) for h in hunks]
-    engine.generate(prompts[:1], max_new_tokens=2)  # warm-up: first-call overheads
+    # warm-up: first-call overheads, of one prompt and of a padded batch
+    engine.generate(prompts[:1], max_new_tokens=2)
+    engine.generate(prompts[: args.batch_size], max_new_tokens=2)
     batched_out, batched = run_batched(engine, prompts, args.max_new_tokens)
     sequential_out, sequential = run_sequential(engine, prompts, args.max_new_tokens)
-    rss = peak_rss_bytes()
+    rss, cuda_peak = peak_rss_bytes(), cuda_peak_bytes(engine.device)
     result = {
         "model": engine.model_name,
         "device": engine.device,
@@ -295,7 +317,11 @@ def measure(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "batched": batched,
         "sequential": sequential,
         "speedup": round(batched["tokens_per_s"] / max(sequential["tokens_per_s"], 1e-9), 2),
+        "first_comment_ratio": round(
+            batched["first_comment_s"] / max(sequential["first_comment_s"], 1e-9), 2
+        ),
         "identical_outputs": batched_out == sequential_out,
+        "peak_rss_bytes_loaded": rss_loaded,
         "peak_rss_bytes_generation": rss,
         "footprint_bytes": footprints(engine),
         "peak_rss_bytes": peak_rss_bytes(),
@@ -304,10 +330,27 @@ def measure(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
     }
-    if torch.cuda.is_available() and engine.device.startswith("cuda"):
-        result["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    if cuda_peak is not None:
+        result["cuda_peak_allocated_bytes_loaded"] = cuda_loaded
+        result["cuda_peak_allocated_bytes"] = cuda_peak
         result["gpu"] = torch.cuda.get_device_name()
     return result
+
+
+def devices(choice: str) -> list[str]:
+    """``auto``: the CPU, and CUDA too when it is available; else the listed ones."""
+    if choice == "auto":
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    wanted = [d.strip() for d in choice.split(",") if d.strip()]
+    if any(d.startswith("cuda") for d in wanted) and not torch.cuda.is_available():
+        raise SystemExit("--devices names CUDA but torch.cuda.is_available() is False")
+    return wanted
+
+
+def measure_in_child(args: argparse.Namespace, model: str, device: str) -> dict[str, Any]:
+    """``measure`` in a fresh process: its peak RSS and CUDA peak are this device's alone."""
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(measure, args, model, device).result()
 
 
 def mb(n: int) -> str:
@@ -322,21 +365,32 @@ def table(r: dict[str, Any]) -> str:
         f"{r['hunks']} hunks ({r['hunk_source']}), max_new_tokens {r['max_new_tokens']}, "
         f"batch {r['batch_size']}, load {r['load_s']}s",
         "",
-        f"{'mode':<12}{'tokens':>8}{'seconds':>10}{'tok/s':>9}{'first output':>14}",
+        f"{'mode':<12}{'tokens':>8}{'seconds':>10}{'tok/s':>9}{'first comment':>15}",
         f"{'batched':<12}{b['generated_tokens']:>8}{b['seconds']:>10.2f}"
-        f"{b['tokens_per_s']:>9.2f}{b['first_output_s']:>13.2f}s",
+        f"{b['tokens_per_s']:>9.2f}{b['first_comment_s']:>14.2f}s",
         f"{'sequential':<12}{s['generated_tokens']:>8}{s['seconds']:>10.2f}"
-        f"{s['tokens_per_s']:>9.2f}{s['first_output_s']:>13.2f}s",
+        f"{s['tokens_per_s']:>9.2f}{s['first_comment_s']:>14.2f}s",
         "",
-        f"batched/sequential tokens/s: {r['speedup']:.2f}x; "
-        f"identical outputs: {'yes' if r['identical_outputs'] else 'no'}",
+        f"batched/sequential tokens/s: {r['speedup']:.2f}x; first comment: "
+        f"{r['first_comment_ratio']:.2f}x; identical outputs: "
+        f"{'yes' if r['identical_outputs'] else 'no'}",
         f"footprint: loaded {mb(f['loaded'])}, 4-bit {mb(f['4bit'])}, bf16 {mb(f['bf16'])}",
-        f"peak RSS: {mb(r['peak_rss_bytes_generation'])} after generation, "
+        f"peak RSS: {mb(r['peak_rss_bytes_loaded'])} after loading, "
+        f"{mb(r['peak_rss_bytes_generation'])} after generating, "
         f"{mb(r['peak_rss_bytes'])} after the footprint loads",
     ]
     if "cuda_peak_allocated_bytes" in r:
-        rows.append(f"CUDA peak allocated: {mb(r['cuda_peak_allocated_bytes'])} ({r['gpu']})")
+        rows.append(
+            f"CUDA peak allocated: {mb(r['cuda_peak_allocated_bytes_loaded'])} after loading, "
+            f"{mb(r['cuda_peak_allocated_bytes'])} after generating ({r['gpu']})"
+        )
     return "\n".join(rows)
+
+
+FIRST_COMMENT = (
+    "first comment: seconds from the generate call until the first critique is complete "
+    "(batched: the first batch, longest prompts first; sequential: the first hunk)"
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -346,6 +400,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--quantize", choices=("auto", "4bit", "none"), default="auto")
+    p.add_argument(
+        "--devices", default="auto", help="auto (CPU, + CUDA when available), cpu, cuda, cpu,cuda"
+    )
     p.add_argument("--diff", help="take the hunks from this diff instead of the built-in one")
     p.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the figures")
     return p.parse_args(argv)
@@ -354,10 +411,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    targets = devices(args.devices)
     with tempfile.TemporaryDirectory(prefix="reviewbot-bench-") as workdir:
         model = build_tiny(workdir) if args.model == "tiny" else args.model
-        result = measure(args, model)
-    print(table(result))
+        runs = [measure_in_child(args, model, device) for device in targets]
+    print("\n\n".join(table(r) for r in runs), flush=True)
+    print(f"\n{FIRST_COMMENT}", flush=True)
+    result = {"bench": "generation", "runs": runs}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

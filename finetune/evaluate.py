@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from finetune.encode import IGNORE_INDEX, encode_example
 from finetune.examples import Example
+from finetune.loss import example_losses
 from finetune.metrics import codereviewer_bleu, covers, exact_match, mean_rouge_l, share
 from reviewbot.config import (
     EVAL_LOSS_BATCH_SIZE,
@@ -115,37 +115,8 @@ def response_losses(
     batch_size: int = EVAL_LOSS_BATCH_SIZE,
 ) -> Losses:
     """Teacher-forced cross-entropy on each example's response tokens (prompt masked)."""
-    import torch
-
-    encoded = [encode_example(tokenizer, renderer, ex, max_length) for ex in examples]
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    device = model.device
-    sums: list[float] = []
-    counts: list[int] = []
-    with torch.inference_mode():
-        for start in range(0, len(encoded), max(1, batch_size)):
-            batch = encoded[start : start + batch_size]
-            width = max(len(e.input_ids) for e in batch)
-            ids = torch.tensor([e.input_ids + [pad] * (width - len(e.input_ids)) for e in batch])
-            labels = torch.tensor(
-                [e.labels + [IGNORE_INDEX] * (width - len(e.labels)) for e in batch]
-            )
-            mask = torch.tensor(
-                [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in batch]
-            )
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            logits = logits[:, :-1, :].float()
-            target = labels[:, 1:].to(logits.device)
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                target.reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="none",
-            ).view(target.shape)
-            valid = target != IGNORE_INDEX
-            sums.extend(float(x) for x in (loss * valid).sum(dim=1))
-            counts.extend(int(x) for x in valid.sum(dim=1))
-    return Losses(tuple(sums), tuple(counts))
+    losses = example_losses(model, tokenizer, renderer, examples, max_length, batch_size)
+    return Losses(tuple(t for t, _ in losses), tuple(n for _, n in losses))
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,44 @@ def _device(model: Any) -> torch.device:
     return next(p.device for p in model.parameters())
 
 
+def example_losses(
+    model: Any,
+    tokenizer: Any,
+    renderer: Renderer,
+    examples: Sequence[Example],
+    max_length: int,
+    batch_size: int,
+) -> list[tuple[float, int]]:
+    """Per example, in order: (summed cross-entropy, response-token count); no gradients.
+
+    Examples are batched by length; the model's train/eval mode is restored.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, not {batch_size}")
+    rows = [encode_example(tokenizer, renderer, ex, max_length) for ex in examples]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = pad_right([rows[i] for i in idx], pad_id)
+                logits = model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                ).logits
+                for j, i in enumerate(idx):
+                    loss, n = response_loss(logits[j : j + 1], batch["labels"][j : j + 1])
+                    out[i] = (float(loss), n)
+    finally:
+        model.train(was_training)
+    return out
+
+
 def heldout_loss(
     model: Any,
     tokenizer: Any,
@@ -59,37 +97,14 @@ def heldout_loss(
     max_length: int,
     batch_size: int,
 ) -> float:
-    """Mean cross-entropy per response token of ``model`` over ``examples`` (no gradients).
+    """Mean cross-entropy per response token of ``model`` over ``examples``.
 
-    Token-weighted over all examples (a long target counts for its length);
-    examples are batched by length. The model's train/eval mode is restored.
+    Token-weighted over all examples (a long target counts for its length).
     """
     if not examples:
         raise ValueError("heldout_loss needs at least one example")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, not {batch_size}")
-    rows = sorted(
-        (encode_example(tokenizer, renderer, ex, max_length) for ex in examples),
-        key=lambda r: len(r.input_ids),
-    )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(rows), batch_size):
-                batch = pad_right(rows[start : start + batch_size], pad_id)
-                logits = model(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                ).logits
-                loss, n = response_loss(logits, batch["labels"])
-                total += float(loss)
-                count += n
-    finally:
-        model.train(was_training)
+    losses = example_losses(model, tokenizer, renderer, examples, max_length, batch_size)
+    count = sum(n for _, n in losses)
     if count == 0:
         raise ValueError("no response tokens to score (max_length too small?)")
-    return total / count
+    return sum(total for total, _ in losses) / count

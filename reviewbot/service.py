@@ -7,6 +7,7 @@ the diff and posting the review is the pure core (plan, pipeline, payload).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,6 +54,23 @@ class Outcome:
     detail: str = ""
 
 
+class Stages:
+    """Seconds spent per stage of a job, logged as one ``timings: fetch=…s …`` line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        """Add the time since the previous mark to ``stage``."""
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def __str__(self) -> str:
+        return " ".join(f"{stage}={s:.3f}s" for stage, s in self.seconds.items())
+
+
 def run_review_job(
     job: Job,
     gh: GitHubClient,
@@ -72,6 +90,7 @@ def run_review_job(
     """
     if job.kind not in REVIEW_KINDS:
         raise ValueError(f"run_review_job cannot run a {job.kind!r} job")
+    stages = Stages()
     posted = gh.markers(job.repo, job.pr_number)
     if any((m.kind, m.head_sha) == (job.kind, job.head_sha) for m in posted.reviews):
         log.info("%s: %s review of %s already posted", job.key, job.kind, job.head_sha[:7])
@@ -84,7 +103,7 @@ def run_review_job(
         return Outcome("skipped", detail=f"pull request is {pull.state}")
     check_id = gh.start_check_run(job.repo, job.head_sha)
     try:
-        outcome = _review(job, gh, engines, posted, pull.draft, review_drafts, reply_to)
+        outcome = _review(job, gh, engines, posted, pull.draft, review_drafts, reply_to, stages)
     except TransientGitHubError:
         note = "GitHub was unavailable; the review will be retried."
         gh_safe_complete(gh, job, check_id, "neutral", "Retrying", note)
@@ -96,6 +115,8 @@ def run_review_job(
         return Outcome("failed", detail=result.summary)
     done, result = outcome
     gh.complete_check_run(job.repo, check_id, result.conclusion, result.title, result.summary)
+    stages.done("post")
+    log.info("%s: timings: %s", job.key, stages)
     return done
 
 
@@ -117,20 +138,30 @@ def _review(
     draft: bool,
     drafts: bool,
     reply_to: int | None = None,
+    stages: Stages | None = None,
 ) -> tuple[Outcome, CheckRunResult]:
+    stages = stages or Stages()
     config = gh.repo_config(job.repo)
+    stages.done("fetch")
     if draft and not (config.drafts or drafts) and job.kind != "review":
         note = "Draft pull requests are not reviewed here (set `drafts = true` to change that)."
         return Outcome("skipped", detail="draft"), CheckRunResult("skipped", "Draft", note)
-    plan = plan_diff(gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
+    diff = gh.pull_diff(job.repo, job.pr_number)
+    stages.done("fetch")
+    plan = plan_diff(diff, config.plan_limits())
+    stages.done("plan")
     if job.kind == "incremental":
         since = last_reviewed_head(job, posted)
         if since is not None:
             interdiff = gh.compare_diff(job.repo, since, job.head_sha)
+            stages.done("fetch")
             plan, unchanged = restrict_to_changes(plan, added_lines(interdiff))
+            stages.done("plan")
             log.info("%s: %d unit(s) unchanged since %s", job.key, unchanged, since[:7])
     engine = engines(config.adapter)
+    stages.done("model")
     review = review_plan(plan, engine.generate, engine.renderer, config.review_options())
+    stages.done("generate")
     payload = build_review_payload(
         review,
         job.kind,
