@@ -48,6 +48,7 @@ from typing import Any
 
 import redis
 import requests
+from report import write_figures
 from werkzeug.serving import make_server
 
 from reviewbot.config import DEMO_MODEL
@@ -477,10 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_log:
             shutil.rmtree(workdir, ignore_errors=True)
     print(table(result), flush=True)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    log.info("figures written to %s", out)
+    write_figures(result, args.json)
     return 0
 
 

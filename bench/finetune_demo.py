@@ -20,12 +20,13 @@ the quality harness can score the adapter on examples it did not train on::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import sys
 import time
 from pathlib import Path
+
+from report import write_figures
 
 from finetune.examples import Example, dedupe, write_examples
 from finetune.loss import heldout_loss
@@ -168,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SourceError, TrainError, ModelLoadError) as e:
         print(f"finetune_demo: error: {e}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_figures(result, args.out)
     print(table(result))
     print(f"written to {args.out}")
     return 0

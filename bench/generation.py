@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from report import write_figures
 
 from reviewbot.config import DEMO_MODEL, GenerationSettings
 from reviewbot.engine import Engine, GenerationStats, load_engine
@@ -418,10 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n\n".join(table(r) for r in runs), flush=True)
     print(f"\n{FIRST_COMMENT}", flush=True)
     result = {"bench": "generation", "runs": runs}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    log.info("figures written to %s", out)
+    write_figures(result, args.json)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
 import platform
@@ -32,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from report import write_figures
 from unidiff import PatchSet
 
 from reviewbot.config import PlanLimits
@@ -196,10 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = run(args)
     print(table(result), flush=True)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    log.info("figures written to %s", out)
+    write_figures(result, args.json)
     return 0
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import redis
 from flask import Flask, request
+from report import write_figures
 
 from reviewbot.config import QUEUE_REVIEWS
 from reviewbot.events import sign
@@ -223,10 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = run(args)
     print(table(result), flush=True)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    log.info("figures written to %s", out)
+    write_figures(result, args.json)
     bad = result["bare"]["non_202"] + result["reviewbot"]["non_202"]
     return 1 if bad or result["queued_in_broker"] != result["expected_queued"] else 0
 
