@@ -36,7 +36,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -60,13 +59,13 @@ from reviewbot.web import create_app
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 try:
+    from celery_worker import CeleryWorker, WorkerError
     from github_standin import APP_ID, GitHubStandIn, make_app_key, public_key_of
 except ImportError as e:  # the stand-in lives in the test suite and imports pytest
     raise SystemExit(f"bench/e2e.py needs the test tools ({e}): bash scripts/setup.sh --dev") from e
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "e2e.json"
 HOOKS = ROOT.parent / "shared" / "fixtures" / "github" / "webhooks"
-CELERY = Path(sys.executable).parent / "celery"
 SECRET = "bench-e2e-secret"
 REDIS_BASE = "redis://127.0.0.1:6379"
 WARMUP_PR = 1
@@ -194,61 +193,6 @@ def _with_section(line: str, old_lines: list[str]) -> str:
 # ----------------------------------------------------------------------------- the parts
 
 
-class Worker:
-    """A real ``celery worker`` subprocess (solo pool), its log in a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self.out = open(log_path, "a")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                str(CELERY),
-                "-A",
-                "worker.app",
-                "worker",
-                "--pool=solo",
-                "--concurrency=1",
-                "-Q",
-                "interactive,reviews",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                f"--hostname=bench-{uuid.uuid4().hex[:6]}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, pattern: str, timeout: float, what: str = "") -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern, re.MULTILINE)
-        while time.monotonic() < deadline:
-            found = regex.search(self.text())
-            if found:
-                return found
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the worker exited:\n{self.text()[-3000:]}")
-            time.sleep(0.05)
-        tail = self.text()[-3000:]
-        raise SystemExit(f"{what or pattern!r} not in the worker log after {timeout:.0f}s:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.out.close()
-
-
 def serve_webhook(broker_url: str) -> tuple[Any, str]:
     """The real Flask app over loopback HTTP (a thread); the server and its URL."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -304,17 +248,25 @@ class Enqueued(logging.Handler):
 
 
 def run_pr(
-    worker: Worker, url: str, enqueued: Enqueued, pr: int, head: str, repo: str, timeout: float
+    worker: CeleryWorker,
+    url: str,
+    enqueued: Enqueued,
+    pr: int,
+    head: str,
+    repo: str,
+    timeout: float,
 ) -> dict[str, Any]:
     """Deliver the PR's webhook and wait for its job to post; the stages in seconds."""
     deadline = time.monotonic() + timeout
     sent, accepted = deliver(url, opened_payload(pr, head))
     key = f"auto:{repo}:{pr}:{head}:"
     job = re.escape(key)
-    started = worker.wait_for(_STAMP + rf"job {job} started", timeout, f"job {key} started")
+    started = worker.wait_for_match(_STAMP + rf"job {job} started", timeout, f"job {key} started")
     left = deadline - time.monotonic()
-    finished = worker.wait_for(_STAMP + rf"job {job} finished: (\S+)", left, f"job {key} done")
-    timings = worker.wait_for(rf"{job}: timings: (.*)$", 5, f"{key}: timings")
+    finished = worker.wait_for_match(
+        _STAMP + rf"job {job} finished: (\S+)", left, f"job {key} done"
+    )
+    timings = worker.wait_for_match(rf"{job}: timings: (.*)$", 5, f"{key}: timings")
     if finished.group(2) != "posted":
         raise SystemExit(f"the job finished {finished.group(2)!r}:\n{worker.text()[-3000:]}")
     job_log = worker.text()[started.start() : finished.end()]
@@ -372,9 +324,9 @@ def measure(args: argparse.Namespace, model: str | None, workdir: Path) -> dict[
     logging.getLogger("reviewbot.web").addHandler(enqueued)
     logging.getLogger("reviewbot.web").setLevel(logging.INFO)
     server, url = serve_webhook(broker_url)
-    worker = Worker(env, workdir / "worker.log")
+    worker = CeleryWorker(env, workdir / "worker.log", name="bench")
     try:
-        worker.wait_for(r"ready\.", 120)
+        worker.wait_for_match(r"ready\.", 120)
         cold = run_pr(worker, url, enqueued, WARMUP_PR, heads[WARMUP_PR], repo, args.timeout)
         warm = run_pr(worker, url, enqueued, MEASURED_PR, heads[MEASURED_PR], repo, args.timeout)
         reviews = github.reviews(repo, MEASURED_PR)
@@ -474,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = None if args.model == DEMO_MODEL else args.model
         result = measure(args, model, workdir)
+    except WorkerError as e:
+        raise SystemExit(str(e)) from None
     finally:
         if not args.keep_log:
             shutil.rmtree(workdir, ignore_errors=True)

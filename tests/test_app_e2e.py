@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from celery_worker import CeleryWorker
 from github_standin import APP_ID, GitHubStandIn, app_key_fixture, github_fixture  # noqa: F401
 from werkzeug.serving import make_server
 
@@ -49,60 +48,12 @@ BASE = OPENED["pull_request"]["base"]["sha"]
 REVIEWS_PATH = rf"/repos/{REPO}/pulls/{NUMBER}/reviews$"
 
 
-class Worker:
-    """A real ``celery worker`` subprocess (solo pool), log captured to a file."""
+class Worker(CeleryWorker):
+    """The worker subprocess, started and ready."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self.out = open(log, "a")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                str(CELERY),
-                "-A",
-                "worker.app",
-                "worker",
-                "--pool=solo",
-                "--concurrency=1",
-                "-Q",
-                "interactive,reviews",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                f"--hostname=e2e-{uuid.uuid4().hex[:6]}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
+        super().__init__(env, log)
         self.wait_for("ready", 90)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, needle: str, timeout: float, count: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.text().count(needle) >= count:
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited:\n{self.text()[-3000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"{needle!r} not seen in the worker log:\n{self.text()[-3000:]}")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.out.close()
 
 
 @pytest.fixture
