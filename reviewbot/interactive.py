@@ -132,6 +132,24 @@ def run_command_job(
     return outcome
 
 
+def give_up(job: Job, gh: GitHubClient, error: Exception) -> None:
+    """After the last retry: tell the commenter the command could not run (best effort).
+
+    GitHub failed every attempt, so this may fail too; then only the log says it.
+    """
+    if job.comment_id is None or job.comment_type is None:
+        return
+    command = parse_command(job.args, COMMAND_MENTION) or Command("help")
+    reason = f"GitHub kept failing ({error}); please ask again later"
+    body = f"{failure_text(command.name, reason)}\n\n{reply_marker(job.comment_id)}"
+    where = (job.repo, job.comment_type, job.comment_id)
+    try:
+        gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
+        gh.swap_reaction(*where, REACTION_RECEIVED, REACTION_FAILED)
+    except GitHubError as e:
+        log.error("%s: could not report that it gave up: %s", job.key, e)
+
+
 def _allowed(ctx: _Context) -> bool:
     sender = ctx.job.sender
     return bool(sender) and ctx.gh.role(ctx.job.repo, sender) in COMMAND_ROLES

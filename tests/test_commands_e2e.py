@@ -309,6 +309,27 @@ def test_a_failed_command_says_what_went_wrong_and_reacts_confused(writer, webho
     assert writer.reactions("issue", comment["id"]) == ["confused"]
 
 
+def test_a_command_github_keeps_failing_is_answered_when_the_retries_run_out(
+    writer, webhook, start_worker
+):
+    from reviewbot.config import JOB_MAX_RETRIES, GitHubSettings
+
+    attempts = (JOB_MAX_RETRIES + 1) * GitHubSettings().attempts
+    # every read of the conversation fails, for every client attempt of every task attempt
+    writer.fail(
+        "GET", rf"/issues/{NUMBER}/comments$", 502, times=attempts, headers={"Retry-After": "0.1"}
+    )
+    worker = start_worker()
+    comment = writer.add_issue_comment(REPO, NUMBER, "/help", login=WRITER)
+    assert deliver(webhook, "issue_comment", conversation_event(comment)).status_code == 202
+    worker.wait_for(f"giving up after {JOB_MAX_RETRIES + 1} attempts", 120)
+    wait_until(lambda: writer.reactions("issue", comment["id"]) == ["confused"], 20, "😕")
+    (answer,) = replies(writer)
+    assert answer["body"].startswith("`/help` failed: GitHub kept failing")
+    assert f"<!-- reviewbot:reply:{comment['id']} -->" in answer["body"]
+    assert len(writer.requests_to("GET", rf"/issues/{NUMBER}/comments$")) == attempts
+
+
 # --- who may run what --------------------------------------------------------------------
 
 

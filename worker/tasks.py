@@ -12,7 +12,7 @@ from reviewbot.config import (
     TASK_RUN_JOB,
 )
 from reviewbot.github_client import TransientGitHubError
-from reviewbot.interactive import run_command_job
+from reviewbot.interactive import give_up, run_command_job
 from reviewbot.jobs import Job
 from reviewbot.service import run_review_job
 from worker import runtime
@@ -40,6 +40,13 @@ def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
     try:
         outcome = run(job, gh, runtime.engine, review_drafts=runtime.settings().review_drafts)
     except TransientGitHubError as e:
+        if self.request.retries >= self.max_retries:
+            log.error(
+                "job %s: giving up after %d attempts: %s", job.key, self.request.retries + 1, e
+            )
+            if job.interactive:
+                give_up(job, gh, e)
+            raise
         delay = retry_delay(self.request.retries, e.retry_after)
         log.warning("job %s: GitHub transient error, retry in %.0fs", job.key, delay)
         raise self.retry(exc=e, countdown=delay) from e
