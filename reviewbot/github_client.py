@@ -584,22 +584,20 @@ class GitHubClient:
 
     def review_comments(self, repo: str, number: int) -> list[CommentInfo]:
         """Every inline review comment of the pull request, oldest first."""
-        url = f"/repos/{_check_repo(repo)}/pulls/{number}/comments"
-        return self._call(
-            f"GET {url}",
-            lambda: sorted(
-                (_comment_info(_raw(c)) for c in self._pull(repo, number).get_review_comments()),
-                key=lambda c: c.id,
-            ),
-        )
+        return self._comments(repo, number, "pulls", lambda pr: pr.get_review_comments())
 
     def issue_comments(self, repo: str, number: int) -> list[CommentInfo]:
         """Every comment of the pull request's conversation tab, oldest first."""
-        url = f"/repos/{_check_repo(repo)}/issues/{number}/comments"
+        return self._comments(repo, number, "issues", lambda pr: pr.get_issue_comments())
+
+    def _comments(
+        self, repo: str, number: int, where: str, listing: Callable[[PullRequest], Any]
+    ) -> list[CommentInfo]:
+        url = f"/repos/{_check_repo(repo)}/{where}/{number}/comments"
         return self._call(
             f"GET {url}",
             lambda: sorted(
-                (_comment_info(_raw(c)) for c in self._pull(repo, number).get_issue_comments()),
+                (_comment_info(_raw(c)) for c in listing(self._pull(repo, number))),
                 key=lambda c: c.id,
             ),
         )
