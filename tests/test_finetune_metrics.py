@@ -129,3 +129,63 @@ def test_exact_match_ignores_whitespace_only() -> None:
 
 def test_covers() -> None:
     assert covers(3, 5, 3) and covers(3, 5, 5) and not covers(3, 5, 6)
+
+
+# Golden values from CodeReviewer's own evaluator, not from finetune.metrics: the file
+# CodeReviewer/code/evaluator/smooth_bleu.py of microsoft/CodeBERT (MIT), commit
+# 5488f12b50f33fda9970e55dee452f1d2799cfa7, with its evaluator/stopwords.txt (same commit),
+# copied verbatim to a scratch directory and run under Python 3.11 with nltk 3.10.4 as
+# ``bleu_fromstr(hypotheses, references, rmstop=True)``, which is how run_test_msg.py
+# (eval_epoch_bleu) reports comment-generation BLEU: the mean of smoothed sentence BLEU-4
+# scores times 100, rounded to 2 decimals. The per-pair values are bleu_fromstr on each pair
+# alone; the rmstop=False figure is the "WithStop BLEU" it also logs.
+_CODEREVIEWER_GOLDEN = [  # (reference, hypothesis, bleu_fromstr([hyp], [ref], rmstop=True))
+    # identical
+    (
+        "Please add a null check before dereferencing `user`.",
+        "Please add a null check before dereferencing `user`.",
+        100.0,
+    ),
+    # no overlap ("in", "name", "this" are stop words)
+    ("Typo in variable name", "Consider caching this result", 0.0),
+    # partial n-gram overlap, hypothesis not shorter
+    (
+        "This loop can be replaced with a list comprehension.",
+        "This can be a list comprehension instead.",
+        39.17,
+    ),
+    # hypothesis shorter than the reference: brevity penalty
+    (
+        "Please close the file handle in a finally block to avoid leaking descriptors.",
+        "Close the file handle.",
+        17.44,
+    ),
+    # punctuation and case ("NOT" is kept, "not" is a stop word)
+    ("Why not use `os.path.join()` here?", "why NOT use os.path.join here", 39.33),
+    # stop words ("We" is kept, "we" is not)
+    (
+        "We should not use the global variable here, it is not thread-safe.",
+        "we should avoid the global variable; not thread safe",
+        24.40,
+    ),
+    # empty hypothesis: exp(-5), the brevity penalty of 5 reference tokens
+    ("Missing test for the error path.", "", 0.67),
+    # multi-line comment with code, an entity, numbers and a dash
+    (
+        "nit: this `if` is redundant.\n\n```python\nif x is not None:\n"
+        "    return x &amp; 0xFF\n```\nv2 of the API returns 3.14, not 3-4.",
+        "Nit: the `if` here is redundant:\n```\nreturn x & 0xFF\n```\nSee API v2 (3.14).",
+        31.13,
+    ),
+]
+
+
+def test_codereviewer_bleu_matches_codereviewers_own_evaluator() -> None:
+    refs = [ref for ref, _, _ in _CODEREVIEWER_GOLDEN]
+    hyps = [hyp for _, hyp, _ in _CODEREVIEWER_GOLDEN]
+    for ref, hyp, golden in _CODEREVIEWER_GOLDEN:
+        assert codereviewer_bleu([ref], [hyp]) == pytest.approx(golden, abs=5e-3), (ref, hyp)
+        tokens = codereviewer_tokens(ref), codereviewer_tokens(hyp)
+        assert 100 * smoothed_sentence_bleu(*tokens) == pytest.approx(golden, abs=5e-3)
+    assert codereviewer_bleu(refs, hyps) == pytest.approx(31.52, abs=5e-3)
+    assert codereviewer_bleu(refs, hyps, remove_stopwords=False) == pytest.approx(28.41, abs=5e-3)
