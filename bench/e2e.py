@@ -50,11 +50,12 @@ import requests
 from report import write_figures
 from werkzeug.serving import make_server
 
-from reviewbot.config import DEMO_MODEL
-from reviewbot.diffplan import plan_diff
-from reviewbot.events import sign
-from reviewbot.settings import Settings
-from reviewbot.web import create_app
+from reviewbot.github.events import sign
+from reviewbot.review.diffplan import plan_diff
+from reviewbot.review.hunks import parse_header
+from reviewbot.server.app import create_app
+from reviewbot.settings.defaults import DEMO_MODEL, QUANTIZE_CHOICES
+from reviewbot.settings.server import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -65,7 +66,7 @@ except ImportError as e:  # the stand-in lives in the test suite and imports pyt
     raise SystemExit(f"bench/e2e.py needs the test tools ({e}): bash scripts/setup.sh --dev") from e
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "e2e.json"
-HOOKS = ROOT.parent / "shared" / "fixtures" / "github" / "webhooks"
+HOOKS = ROOT / "tests" / "data" / "webhooks"
 SECRET = "bench-e2e-secret"
 REDIS_BASE = "redis://127.0.0.1:6379"
 WARMUP_PR = 1
@@ -182,10 +183,10 @@ def synthetic_pr(hunks: int) -> tuple[str, dict[str, str]]:
 
 def _with_section(line: str, old_lines: list[str]) -> str:
     """A hunk header with git's default section heading (the last line starting a name)."""
-    found = re.match(r"@@ -(\d+)", line)
-    if not found:
+    header = parse_header(line)
+    if header is None:
         return line
-    start = int(found.group(1)) - 1
+    start = header.old_start - 1
     heading = next((h for h in reversed(old_lines[:start]) if h[:1].isalpha() or h[:1] in "_$"), "")
     return f"{line.rstrip()} {heading.rstrip()}\n" if heading else line
 
@@ -402,7 +403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=DEMO_MODEL, help="smollm2 (default), tiny, a dir or hub id")
     p.add_argument("--max-new-tokens", type=int, default=128, help="REVIEWBOT_MAX_NEW_TOKENS")
-    p.add_argument("--quantize", choices=("auto", "4bit", "none"), default="auto")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="auto")
     p.add_argument("--hunks", type=int, default=20, help="hunks of the measured PR")
     p.add_argument("--db", type=int, default=9, help="Redis DB for broker + dedupe (flushed)")
     p.add_argument("--timeout", type=float, default=540, help="seconds each PR may take")

@@ -1,10 +1,10 @@
 """Fine-tuning demo: does a short LoRA run on review comments lower held-out loss?
 
-Splits a review-comment JSONL file (default: the shared crc-py dev set) with a fixed
+Splits a review-comment JSONL file (default: the crc-py dev set in tests/data) with a fixed
 seed into held-out and training examples, measures the held-out loss of the base
 model (teacher-forced, response tokens only: :func:`finetune.loss.heldout_loss`),
 trains a LoRA adapter with :func:`finetune.train.train`, loads the adapter the way
-the workers do (:func:`reviewbot.engine.load_engine`), measures the held-out loss
+the workers do (:func:`reviewbot.model.serving.load_engine`), measures the held-out loss
 again, prints a table and writes JSON (training tokens/s and peak memory included).
 
     .venv/bin/python bench/finetune_demo.py
@@ -32,12 +32,14 @@ from finetune.examples import Example, dedupe, write_examples
 from finetune.loss import heldout_loss
 from finetune.sources import SourceError, load_examples
 from finetune.train import TrainError, train
-from reviewbot.config import DEMO_MODEL, TrainSettings
-from reviewbot.engine import ModelLoadError, load_engine, load_model, make_renderer
+from reviewbot.model.adapters import make_renderer
+from reviewbot.model.loading import ModelLoadError, load_model
+from reviewbot.model.serving import load_engine
+from reviewbot.settings.defaults import DEMO_MODEL, QUANTIZE_CHOICES, TrainSettings
 
 log = logging.getLogger("finetune_demo")
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "review-comments.dev.jsonl"
+DATA = ROOT / "tests" / "data" / "review-comments.dev.jsonl"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--model", default=DEMO_MODEL)
-    p.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="auto")
     p.add_argument("--heldout", type=int, default=32, help="held-out examples")
     p.add_argument("--train-size", type=int, default=120, help="training examples (at most)")
     p.add_argument("--max-steps", type=int, default=30)

@@ -36,8 +36,9 @@ from typing import Any
 import torch
 from report import write_figures
 
-from reviewbot.config import DEMO_MODEL, GenerationSettings
-from reviewbot.engine import Engine, GenerationStats, load_engine
+from reviewbot.model.generation import Engine, GenerationStats
+from reviewbot.model.serving import load_engine
+from reviewbot.settings.defaults import DEMO_MODEL, QUANTIZE_CHOICES, GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "bench" / "results" / "generation.json"
@@ -209,7 +210,7 @@ def split_hunks(diff: str) -> list[str]:
 def hunks_of(diff: str) -> tuple[list[str], str]:
     """Hunk texts through the review planner if present, else the plain splitter."""
     try:
-        from reviewbot.diffplan import plan_diff
+        from reviewbot.review.diffplan import plan_diff
     except ImportError:
         return split_hunks(diff), "bench splitter"
     return [unit.original for unit in plan_diff(diff).units], "reviewbot.diffplan"
@@ -399,7 +400,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hunks", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--quantize", choices=("auto", "4bit", "none"), default="auto")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="auto")
     p.add_argument(
         "--devices", default="auto", help="auto (CPU, + CUDA when available), cpu, cuda, cpu,cuda"
     )

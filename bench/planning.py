@@ -34,8 +34,8 @@ from typing import Any
 from report import write_figures
 from unidiff import PatchSet
 
-from reviewbot.config import PlanLimits
-from reviewbot.diffplan import git_diff_args, plan_diff
+from reviewbot.review.diffplan import git_diff_args, plan_diff
+from reviewbot.settings.defaults import PlanLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "bench" / "results" / "planning.json"

@@ -37,16 +37,14 @@ import redis
 from flask import Flask, request
 from report import write_figures
 
-from reviewbot.config import QUEUE_REVIEWS
-from reviewbot.events import sign
-from reviewbot.settings import Settings
-from reviewbot.web import create_app
+from reviewbot.github.events import sign
+from reviewbot.server.app import create_app
+from reviewbot.settings.defaults import QUEUE_REVIEWS
+from reviewbot.settings.server import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "bench" / "results" / "webhook.json"
-FIXTURE = (
-    ROOT.parent / "shared" / "fixtures" / "github" / "webhooks" / "pull_request.synchronize.json"
-)
+FIXTURE = ROOT / "tests" / "data" / "webhooks" / "pull_request.synchronize.json"
 SECRET = "bench-webhook-secret"
 REDIS_BASE = "redis://127.0.0.1:6379"
 WARMUP = 50

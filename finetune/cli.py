@@ -9,13 +9,16 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reviewbot.cli import EXIT_OK, EXIT_USAGE, CliError
-from reviewbot.config import (
+from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.settings.defaults import (
     DEFAULT_GITHUB_API_URL,
     DEMO_MODEL,
     EVAL_MAX_LENGTH,
     EVAL_MAX_NEW_TOKENS,
     EVAL_REVISE_MAX_NEW_TOKENS,
+    MERGE_QUANTIZE_CHOICES,
+    PROMPT_FORMATS,
+    QUANTIZE_CHOICES,
     GenerationSettings,
     TrainSettings,
 )
@@ -73,7 +76,7 @@ def _add_harvest(group: argparse._SubParsersAction) -> None:
 def cmd_harvest(args: argparse.Namespace) -> int:
     from finetune.examples import write_examples
     from finetune.harvest import HarvestClient, harvest
-    from reviewbot.github_client import GitHubError
+    from reviewbot.github.errors import GitHubError
 
     if not _REPO.fullmatch(args.repo):
         raise CliError(f"not a repository (OWNER/REPO): {args.repo!r}", EXIT_USAGE)
@@ -109,7 +112,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
 
 
 def _add_eval(group: argparse._SubParsersAction) -> None:
-    from finetune.sources import FORMATS
+    from finetune.sources import DATA_FORMATS
 
     p = group.add_parser(
         "eval",
@@ -122,16 +125,16 @@ def _add_eval(group: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help=f"HF id or local dir (default: {DEMO_MODEL})")
     p.add_argument("--adapter", default=None, help="peft LoRA adapter directory")
     p.add_argument("--data", required=True, nargs="+", metavar="FILE", help="held-out data")
-    p.add_argument("--data-format", choices=["auto", *FORMATS], default="auto")
+    p.add_argument("--data-format", choices=["auto", *DATA_FORMATS], default="auto")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N examples")
     p.add_argument("--out", default=None, metavar="FILE.json", help="also write the JSON here")
     p.add_argument(
         "--quantize",
-        choices=["auto", "4bit", "none"],
+        choices=QUANTIZE_CHOICES,
         default="4bit",
         help="4-bit NF4 like the workers (default), full precision, or auto",
     )
-    p.add_argument("--prompt-format", choices=["alpaca", "alpaca-dialogue", "chat"], default=None)
+    p.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=None)
     p.add_argument("--max-new-tokens", type=int, default=EVAL_MAX_NEW_TOKENS)
     p.add_argument("--revise-max-new-tokens", type=int, default=EVAL_REVISE_MAX_NEW_TOKENS)
     p.add_argument("--batch-size", type=int, default=GenerationSettings().batch_size)
@@ -162,7 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit is not None:
         examples = examples[: args.limit]
 
-    from reviewbot.engine import load_engine
+    from reviewbot.model.serving import load_engine
 
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     try:
@@ -208,8 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_train(group: argparse._SubParsersAction) -> None:
-    from finetune.sources import FORMATS
-    from reviewbot.prompts import FORMATS as PROMPT_FORMATS
+    from finetune.sources import DATA_FORMATS
 
     d = TrainSettings()
     p = group.add_parser(
@@ -222,11 +224,11 @@ def _add_train(group: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--base", default=DEMO_MODEL, help="HF id or local dir (default: %(default)s)")
     p.add_argument("--data", required=True, nargs="+", metavar="FILE", help="training data")
-    p.add_argument("--data-format", choices=["auto", *FORMATS], default="auto")
+    p.add_argument("--data-format", choices=["auto", *DATA_FORMATS], default="auto")
     p.add_argument("--output", required=True, metavar="DIR", help="adapter directory to write")
     p.add_argument(
         "--quantize",
-        choices=["auto", "4bit", "none"],
+        choices=QUANTIZE_CHOICES,
         default=d.quantize,
         help="auto: 4-bit (QLoRA) on CUDA, full precision on CPU when it fits",
     )
@@ -334,7 +336,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
 def cmd_train(args: argparse.Namespace) -> int:
     from finetune.sources import SourceError, load_examples
     from finetune.train import TrainError, train, validate
-    from reviewbot.engine import ModelLoadError
+    from reviewbot.model.loading import ModelLoadError
 
     options = train_settings(args)
     try:
@@ -383,7 +385,7 @@ def _add_merge(group: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default=None, help="base model (default: the adapter's recorded one)")
     p.add_argument(
         "--quantize",
-        choices=["none", "4bit"],
+        choices=MERGE_QUANTIZE_CHOICES,
         default="none",
         help="the base's precision: none (4bit is refused)",
     )
@@ -394,7 +396,7 @@ def _add_merge(group: argparse._SubParsersAction) -> None:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from finetune.merge import MergeError, merge
-    from reviewbot.engine import ModelLoadError
+    from reviewbot.model.loading import ModelLoadError
 
     try:
         out = merge(

@@ -1,6 +1,6 @@
 """Examples → token ids with loss only on the response (prompt labels are -100).
 
-The prompt is tokenized exactly as :meth:`reviewbot.engine.Engine.encode` does
+The prompt is tokenized exactly as :meth:`reviewbot.model.generation.Engine.encode` does
 at serving time (special tokens unless the prompt already starts with BOS), and
 the target separately, followed by EOS: the model learns to continue the very
 token sequence it will be given when it reviews.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune.examples import Example
-from reviewbot.engine import truncate_middle
-from reviewbot.prompts import Renderer
+from reviewbot.model.generation import truncate_middle
+from reviewbot.review.prompts import Renderer
 
 IGNORE_INDEX = -100
 

@@ -3,12 +3,12 @@
 Reports the teacher-forced loss on the responses (prompt masked exactly as in
 training, :mod:`finetune.encode`), CodeReviewer's BLEU-4 and ROUGE-L of generated
 critiques and summaries, exact match of revisions, the share of revisions that
-become a committable suggestion (:func:`reviewbot.suggestions.map_revision` plus
+become a committable suggestion (:func:`reviewbot.review.suggestions.map_revision` plus
 the apply-check), line anchoring of review-comment records (does the comment
 reviewbot would post on that hunk cover the human reviewer's line?) and a
 breakdown by provenance category.
 
-The model is an :class:`reviewbot.engine.Engine` (loaded by ``load_engine``, as
+The model is an :class:`reviewbot.model.generation.Engine` (loaded by ``load_engine``, as
 in production); prompts come from its renderer. Scoring is pure
 (:func:`score`); only :func:`response_losses` and :func:`generate_outputs` run
 the model.
@@ -27,19 +27,19 @@ from typing import Any
 from finetune.examples import Example
 from finetune.loss import example_losses
 from finetune.metrics import codereviewer_bleu, covers, exact_match, mean_rouge_l, share
-from reviewbot.config import (
+from reviewbot.review.findings import Finding
+from reviewbot.review.noise import clean_completion, noise_reason
+from reviewbot.review.pipeline import attach_revision, to_comment
+from reviewbot.review.prompts import Renderer
+from reviewbot.review.suggestions import extract_code, map_revision, suggestion_applies
+from reviewbot.review.units import ReviewUnit
+from reviewbot.settings.defaults import (
     EVAL_LOSS_BATCH_SIZE,
     EVAL_MAX_LENGTH,
     EVAL_MAX_NEW_TOKENS,
     EVAL_REVISE_MAX_NEW_TOKENS,
     ReviewOptions,
 )
-from reviewbot.findings import Finding
-from reviewbot.noise import clean_completion, noise_reason
-from reviewbot.pipeline import attach_revision, to_comment
-from reviewbot.prompts import Renderer
-from reviewbot.suggestions import extract_code, map_revision, suggestion_applies
-from reviewbot.units import ReviewUnit
 
 log = logging.getLogger(__name__)
 

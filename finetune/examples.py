@@ -3,7 +3,7 @@
 Every data source (critique-revision JSONL, Hugging Face datasets, CodeReviewer
 JSONL, review-comment JSONL, a team's harvested PR history) is turned into
 :class:`Example` records; training and evaluation render them into prompts
-through :class:`reviewbot.prompts.Renderer`, the same renderer the workers use.
+through :class:`reviewbot.review.prompts.Renderer`, the same renderer the workers use.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from reviewbot.prompts import Renderer, placeholders, task_text
+from reviewbot.review.prompts import Renderer, placeholders, task_text
 
 Task = Literal["critique", "revise", "summarise"]
 TASKS: tuple[str, ...] = ("critique", "revise", "summarise")

@@ -8,7 +8,7 @@ the same parser as for review-comment datasets). Comments by bots (user type
 ``Bot`` or a login ending in ``[bot]``), comments carrying reviewbot's markers,
 replies inside a thread and the PR author's own comments are left out.
 
-The GitHub calls go through :class:`reviewbot.github_client.GitHubClient`
+The GitHub calls go through :class:`reviewbot.github.client.GitHubClient`
 (bounded retries, clear errors, tokens never logged); the selection and the
 conversion of comments are pure functions of GitHub's JSON.
 """
@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from finetune.examples import Example, dedupe
 from finetune.sources import Skip, SourceError, from_review_comment
-from reviewbot.config import BOT_LOGIN_SUFFIX, REVIEWBOT_MARKER_PREFIX
-from reviewbot.github_client import GitHubClient
+from reviewbot.github.client import GitHubClient
+from reviewbot.settings.defaults import BOT_LOGIN_SUFFIX, REVIEWBOT_MARKER_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import torch
 
 from finetune.encode import IGNORE_INDEX, Encoded, encode_example
 from finetune.examples import Example
-from reviewbot.prompts import Renderer
+from reviewbot.review.prompts import Renderer
 
 
 def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -1,7 +1,7 @@
 """Merge a LoRA adapter into its full-precision base: a plain model directory.
 
 The merged directory (model + tokenizer + ``reviewbot.json``, which records the
-adapter's prompt format) loads with :func:`reviewbot.engine.load_engine` like any
+adapter's prompt format) loads with :func:`reviewbot.model.serving.load_engine` like any
 model, in 4-bit or full precision. Merging into a 4-bit base is refused: the
 merged weights would have to be re-quantized, losing what the adapter learned.
 """
@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from reviewbot import __version__
-from reviewbot.config import MERGED_METADATA
-from reviewbot.engine import (
-    adapter_metadata,
-    base_signature,
-    check_adapter_base,
-    load_model,
-)
+from reviewbot.model.adapters import adapter_metadata, base_signature, check_adapter_base
+from reviewbot.model.loading import load_model
+from reviewbot.settings.defaults import MERGED_METADATA
 
 log = logging.getLogger(__name__)
 

@@ -35,21 +35,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from finetune.comments import apply_replacement, infer_start, split_suggestion, strip_markers
 from finetune.examples import Example, ExampleError, dedupe
-from finetune.hunks import (
-    Hunk,
-    HunkError,
-    apply_replacement,
-    infer_start,
-    parse_hunk,
-    split_suggestion,
-    strip_markers,
-)
-from reviewbot.config import HF_CRITIQUE_REVISION_DATASET
+from reviewbot.review.hunks import Hunk, HunkError, parse_hunk
+from reviewbot.settings.defaults import HF_CRITIQUE_REVISION_DATASET
 
 log = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = (
+DATA_FORMATS: tuple[str, ...] = (
     "examples",
     "critique-revision",
     "codereviewer",
@@ -375,7 +368,7 @@ def html_segments(html: str) -> list[tuple[str, str]]:
 
 
 def _fenced(code: str) -> str:
-    from reviewbot.suggestions import code_block
+    from reviewbot.review.suggestions import code_block
 
     return code_block(code)
 
@@ -467,7 +460,7 @@ def parse_records(records: Iterable[tuple[str, Provenance, Any]], fmt: str, name
     ``provenance`` starts each example's provenance.
     """
     if fmt != "auto" and fmt not in PARSERS:
-        raise SourceError(f"unknown data format {fmt!r} (known: auto, {', '.join(FORMATS)})")
+        raise SourceError(f"unknown data format {fmt!r} (known: auto, {', '.join(DATA_FORMATS)})")
     loaded = Loaded(name, fmt)
     examples: list[Example] = []
     for where, prov, record in records:
@@ -479,7 +472,7 @@ def parse_records(records: Iterable[tuple[str, Provenance, Any]], fmt: str, name
                 fields = ", ".join(sorted(record)) or "none"
                 raise SourceError(
                     f"{where}: unknown record format (fields: {fields});"
-                    f" expected one of: {', '.join(FORMATS)}"
+                    f" expected one of: {', '.join(DATA_FORMATS)}"
                 )
             loaded.fmt = detected
             log.info("%s: %s records", name, detected)
@@ -536,7 +529,7 @@ def read_source(source: str | Path, fmt: str = "auto") -> Loaded:
 def load_examples(path: str | Path, fmt: str = "auto") -> list[Example]:
     """All examples of a JSONL data file, its format detected from its fields.
 
-    ``fmt`` forces one of :data:`FORMATS`. ``hf:NAME[:SPLIT]`` loads a Hugging
+    ``fmt`` forces one of :data:`DATA_FORMATS`. ``hf:NAME[:SPLIT]`` loads a Hugging
     Face dataset instead (needs ``datasets``). Raises :class:`SourceError` naming
     the file and line for anything that is not a known format.
     """

@@ -1,12 +1,12 @@
 """LoRA / QLoRA training of a review adapter (peft + transformers' Trainer).
 
-The base model is loaded through :func:`reviewbot.engine.load_model` (hub ids, local
+The base model is loaded through :func:`reviewbot.model.loading.load_model` (hub ids, local
 directories and the demo model ``smollm2`` alike; 4-bit NF4 prepared for k-bit
 training, or full precision). Examples are rendered by the serving renderer and
 encoded with the prompt masked (:mod:`finetune.encode`). The output directory is a
 PEFT adapter (``PeftModel.from_pretrained`` loads it) plus ``reviewbot.json``: the
 base model and its signature, prompt format, template and data hashes, steps and
-metrics, which :func:`reviewbot.engine.load_engine` checks and uses.
+metrics, which :func:`reviewbot.model.serving.load_engine` checks and uses.
 """
 
 from __future__ import annotations
@@ -30,21 +30,18 @@ from finetune.encode import IGNORE_INDEX, Encoded, encode_example
 from finetune.examples import Example, dedupe
 from finetune.loss import heldout_loss
 from reviewbot import __version__
-from reviewbot.config import (
+from reviewbot.model.adapters import base_signature, make_renderer
+from reviewbot.model.loading import LoadedModel, load_model
+from reviewbot.review.prompts import PromptFormatError, template_fingerprint
+from reviewbot.settings.defaults import (
     ADAPTER_METADATA,
     EMBEDDING_MODULES,
     LORA_ALL_LINEAR,
     LOSS_LOG,
+    PROMPT_FORMATS,
+    QUANTIZE_CHOICES,
     TrainSettings,
 )
-from reviewbot.engine import (
-    QUANTIZE_CHOICES,
-    LoadedModel,
-    base_signature,
-    load_model,
-    make_renderer,
-)
-from reviewbot.prompts import FORMATS, PromptFormatError, template_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,10 @@ def validate(options: TrainSettings) -> None:
         (options.batch_size >= 1, f"batch size must be at least 1, not {options.batch_size}"),
         (options.grad_accum >= 1, "grad accumulation must be at least 1"),
         (options.max_length >= 16, f"max length must be at least 16, not {options.max_length}"),
-        (options.prompt_format in FORMATS, f"unknown prompt format {options.prompt_format!r}"),
+        (
+            options.prompt_format in PROMPT_FORMATS,
+            f"unknown prompt format {options.prompt_format!r}",
+        ),
         (options.quantize in QUANTIZE_CHOICES, f"unknown quantize choice {options.quantize!r}"),
         (0 <= options.eval_fraction < 1, "eval fraction must be in [0, 1)"),
         (options.eval_steps >= 0, "eval steps must be >= 0"),

@@ -10,27 +10,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reviewbot import __version__
-from reviewbot.config import (
+from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.review.units import DiffError
+from reviewbot.settings.defaults import (
+    DEFAULT_QUANTIZE,
+    DELETION_MODES,
     DEMO_MODEL,
+    OUTPUT_FORMATS,
+    PROMPT_FORMATS,
+    QUANTIZE_CHOICES,
     QUEUE_INTERACTIVE,
     QUEUE_REVIEWS,
     GenerationSettings,
     PlanLimits,
     ReviewOptions,
 )
-from reviewbot.units import DiffError
 
 log = logging.getLogger("reviewbot")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class CliError(Exception):
-    """A user-facing error: printed without a traceback."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +65,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(require: str):
-    from reviewbot.settings import Settings, SettingsError
+    from reviewbot.settings.server import Settings, SettingsError
 
     try:
         settings = Settings.from_env()
@@ -79,7 +75,7 @@ def _settings(require: str):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from reviewbot.web import run_server
+    from reviewbot.server.app import run_server
 
     run_server(_settings("web"), host=args.host, port=args.port)
     return EXIT_OK
@@ -115,20 +111,20 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", default=None, help="peft LoRA adapter directory")
     p.add_argument(
         "--prompt-format",
-        choices=["alpaca", "alpaca-dialogue", "chat"],
+        choices=PROMPT_FORMATS,
         default=None,
         help="default: the adapter's, else chat if the tokenizer has a template, else alpaca",
     )
     p.add_argument("--revise", action="store_true", help="propose ```suggestion revisions")
     p.add_argument("--summary", action="store_true", help="summarise the flaws found")
-    p.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=DEFAULT_QUANTIZE)
     p.add_argument("--max-new-tokens", type=int, default=gen.max_new_tokens)
     p.add_argument("--batch-size", type=int, default=gen.batch_size)
-    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default=OUTPUT_FORMATS[0])
     p.add_argument("--dry-run", action="store_true", help="plan only; no model is loaded")
     p.add_argument(
         "--deletions",
-        choices=["skip", "left"],
+        choices=DELETION_MODES,
         default=PlanLimits().deletions,
         help="pure-deletion hunks: skip them, or review them on the old (LEFT) side",
     )
@@ -140,7 +136,7 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
 def read_diff(args: argparse.Namespace) -> str:
     """The diff text from --git, a file, or standard input."""
     if args.git:
-        from reviewbot.diffplan import git_diff_args
+        from reviewbot.review.diffplan import git_diff_args
 
         if ".." not in args.git:
             raise CliError(f"--git expects BASE..HEAD, got {args.git!r}", EXIT_USAGE)
@@ -166,8 +162,8 @@ def read_diff(args: argparse.Namespace) -> str:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from reviewbot.diffplan import plan_diff
-    from reviewbot.render import plan_json, plan_markdown, review_json, review_markdown
+    from reviewbot.review.diffplan import plan_diff
+    from reviewbot.review.render import plan_json, plan_markdown, review_json, review_markdown
 
     base = PlanLimits()
     limits = PlanLimits(
@@ -186,8 +182,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1 or args.batch_size < 1:
         raise CliError("--max-new-tokens and --batch-size must be positive", EXIT_USAGE)
 
-    from reviewbot.engine import load_engine
-    from reviewbot.pipeline import review_plan
+    from reviewbot.model.serving import load_engine
+    from reviewbot.review.pipeline import review_plan
 
     if plan.units:
         settings = GenerationSettings(
@@ -216,7 +212,7 @@ def cmd_review(args: argparse.Namespace) -> int:
             plan, lambda ps: engine.generate(ps, progress=True), engine.renderer, options
         )
     else:
-        from reviewbot.findings import Review
+        from reviewbot.review.findings import Review
 
         log.info("nothing to review: the diff has no reviewable hunks")
         review = Review((), (), None, plan.skipped)

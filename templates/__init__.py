@@ -1,5 +1,5 @@
 """Prompt templates, installed as the package data ``reviewbot.templates``.
 
 The text lives in the TOML files beside this module and nowhere else; read it
-through :mod:`reviewbot.prompts`.
+through :mod:`reviewbot.review.prompts`.
 """

@@ -1,11 +1,39 @@
-"""Shared fixtures: tiny random-weight models built once per test session."""
+"""Shared test settings and fixtures: data paths, Redis databases, tiny models.
+
+Everything the tests read lies in ``tests/data`` (with the upstream LICENSE files).
+The tests use the Redis databases below, and flush only those; set
+``REVIEWBOT_TEST_REDIS_DBS`` (three comma-separated numbers: Celery broker of the
+webhook tests, broker of the end-to-end tests, dedupe keys) to use others, and
+``REVIEWBOT_TEST_REDIS`` for another server. The bench/ scripts use other numbers.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from tinymodel import CHAT_TEMPLATE, build_tiny_adapter, build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+WEBHOOKS = DATA / "webhooks"
+
+REDIS = os.environ.get("REVIEWBOT_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+_DBS = [int(n) for n in os.environ.get("REVIEWBOT_TEST_REDIS_DBS", "11,13,15").split(",")]
+if len(_DBS) != 3 or len(set(_DBS)) != 3:
+    raise ValueError("REVIEWBOT_TEST_REDIS_DBS must name three different Redis databases")
+#: The Celery broker of the webhook tests (flushed before and after each test using it).
+WEB_BROKER_DB = _DBS[0]
+#: The Celery broker and result backend of the end-to-end tests (flushed likewise).
+E2E_BROKER_DB = _DBS[1]
+#: Dedupe keys of the webhook tests: each test uses its own key prefix and deletes its keys.
+DEDUPE_DB = _DBS[2]
+
+
+def redis_url(db: int) -> str:
+    """The URL of test database ``db``."""
+    return f"{REDIS}/{db}"
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 A Flask app run by werkzeug in a background thread. It answers the endpoints
 reviewbot uses with GitHub's response shapes (built from the real webhook
-payloads in ``shared/fixtures/github/webhooks``, URLs pointing back at the
+payloads in ``tests/data/webhooks``, URLs pointing back at the
 stand-in so PyGithub can follow them), checks auth like GitHub (a JWT signed by
 the app's key for ``/app/...``, an issued installation token elsewhere),
 validates review comments against the PR's diff like GitHub (422 otherwise),
@@ -48,7 +48,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 APP_ID = 4242
 APP_SLUG = "reviewbot"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github" / "webhooks"
+FIXTURES = Path(__file__).resolve().parent / "data" / "webhooks"
 DOCS = "https://docs.github.com/rest"
 DIFF_TYPES = ("application/vnd.github.diff", "application/vnd.github.v3.diff")
 _TEMPLATE_REPO = "Codertocat/Hello-World"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -19,20 +20,23 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from celery import Celery
 from celery_worker import CeleryWorker
+from conftest import E2E_BROKER_DB, ROOT, WEBHOOKS, redis_url
 from github_standin import APP_ID, GitHubStandIn, app_key_fixture, github_fixture  # noqa: F401
+from tinymodel import overfit_tiny_model
 from werkzeug.serving import make_server
 
-from reviewbot.events import sign
-from reviewbot.settings import Settings
-from reviewbot.web import create_app
+from reviewbot.github.events import sign
+from reviewbot.jobs.job import Job
+from reviewbot.server.app import create_app
+from reviewbot.settings.defaults import QUEUE_REVIEWS, TASK_RUN_JOB
+from reviewbot.settings.server import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-HOOKS = ROOT.parent / "shared" / "fixtures" / "github" / "webhooks"
+HOOKS = WEBHOOKS
 SAMPLE_DIFF = (ROOT / "examples" / "sample.diff").read_text()
 SECRET = "e2e-webhook-secret"
-BROKER_DB = 13
-BROKER = f"redis://127.0.0.1:6379/{BROKER_DB}"
+BROKER = redis_url(E2E_BROKER_DB)
 CELERY = Path(sys.executable).parent / "celery"
 
 
@@ -134,7 +138,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 
 def diff_lines() -> dict[str, set[int]]:
-    from reviewbot.diffplan import plan_diff
+    from reviewbot.review.diffplan import plan_diff
 
     lines: dict[str, set[int]] = {}
     for u in plan_diff(SAMPLE_DIFF).units:
@@ -170,22 +174,26 @@ def test_opened_pull_request_gets_exactly_one_review(pr, webhook, start_worker):
     assert again.json()["status"] == "duplicate"
     reopened = dict(OPENED, action="reopened")
     assert deliver(webhook, "pull_request", reopened).json()["status"] == "duplicate"
-    time.sleep(1.5)
+    # a marker job queued after them: once the worker (one process, first in first out)
+    # has finished it, it would have run anything the duplicates had queued
+    send_job(Job("auto", REPO, 1, NUMBER, HEAD))
+    worker.wait_for("finished: already-reviewed", 180)
+    assert len(re.findall(r"job \S+ started", worker.text())) == 2
     assert len(pr.reviews(REPO, NUMBER)) == 1
+
+
+def send_job(job: Job, queue: str = QUEUE_REVIEWS) -> None:
+    """Put ``job`` straight onto the broker, as the webhook would (past its dedupe)."""
+    Celery(broker=BROKER).send_task(
+        TASK_RUN_JOB, args=[job.to_dict()], queue=queue, ignore_result=True
+    )
 
 
 def test_same_head_enqueued_twice_posts_one_review(pr, start_worker, broker):
     """Bypassing the webhook's dedupe: the worker's marker check still posts once."""
-    from celery import Celery
-
-    from reviewbot.config import QUEUE_REVIEWS, TASK_RUN_JOB
-    from reviewbot.jobs import Job
-
     worker = start_worker()
-    job = Job("auto", REPO, 1, NUMBER, HEAD).to_dict()
-    client = Celery(broker=BROKER)
     for _ in range(2):
-        client.send_task(TASK_RUN_JOB, args=[job], queue=QUEUE_REVIEWS, ignore_result=True)
+        send_job(Job("auto", REPO, 1, NUMBER, HEAD))
     worker.wait_for("finished: already-reviewed", 180)
     assert worker.text().count("finished: posted") == 1
     assert len(pr.reviews(REPO, NUMBER)) == 1
@@ -263,22 +271,45 @@ def test_draft_pull_requests_follow_the_repo_config(github, webhook, start_worke
     assert run["conclusion"] == ("success" if drafts else "skipped")
 
 
-def split_diff(text: str) -> dict[str, str]:
-    """The per-file sections of a git diff, by path."""
-    parts: dict[str, str] = {}
-    for chunk in text.split("diff --git ")[1:]:
-        path = chunk.split(" b/", 1)[1].split("\n", 1)[0]
-        parts[path] = "diff --git " + chunk
-    return parts
+#: Two small files (their critique prompts fit the tiny model's 256-token context).
+SMALL_FILES = {
+    "app/cache.py": (
+        "diff --git a/app/cache.py b/app/cache.py\nindex 1a2b3c4..5d6e7f8 100644\n"
+        "--- a/app/cache.py\n+++ b/app/cache.py\n@@ -1,2 +1,2 @@\n class Cache:\n"
+        "-    items = []\n+    items = {}\n"
+    ),
+    "app/users.py": (
+        "diff --git a/app/users.py b/app/users.py\nindex 2b3c4d5..6e7f8a9 100644\n"
+        "--- a/app/users.py\n+++ b/app/users.py\n@@ -1,2 +1,2 @@\n def find(db, name):\n"
+        '-    return db.get(name)\n+    return db.run(f"SELECT {name}")\n'
+    ),
+}
+CRITIQUES = {
+    "app/cache.py": "The mutable default is shared between all caches.",
+    "app/users.py": "Pass the name as a query parameter.",
+}
+
+
+@pytest.fixture
+def critique_model(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    """A tiny model trained to answer each unit's critique prompt with CRITIQUES[path]."""
+    from reviewbot.review.diffplan import plan_diff
+    from reviewbot.review.prompts import Renderer
+
+    pairs = [
+        (Renderer("alpaca").task("critique", ORIGINAL=u.original), CRITIQUES[u.path])
+        for u in plan_diff("".join(SMALL_FILES.values())).units
+    ]
+    assert len(pairs) == 2
+    return overfit_tiny_model(tiny_model_dir, tmp_path_factory.mktemp("critique"), pairs)
 
 
 def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(
-    pr, webhook, start_worker
+    pr, webhook, start_worker, critique_model
 ):
-    files = split_diff(SAMPLE_DIFF)
     first_head = "1" * 40
-    pr.add_pull(REPO, NUMBER, files["app/cache.py"], first_head, BASE)
-    worker = start_worker()
+    pr.add_pull(REPO, NUMBER, SMALL_FILES["app/cache.py"], first_head, BASE)
+    worker = start_worker(REVIEWBOT_MODEL=str(critique_model), REVIEWBOT_MAX_NEW_TOKENS="32")
     opened = json.loads(json.dumps(OPENED))
     opened["pull_request"]["head"]["sha"] = first_head
     assert deliver(webhook, "pull_request", opened).status_code == 202
@@ -287,22 +318,25 @@ def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(
     # a push adds the users.py change; cache.py is as it was reviewed
     sync = payload("pull_request.synchronize.json")
     sync["before"] = first_head
-    pr.add_pull(REPO, NUMBER, SAMPLE_DIFF, sync["after"], BASE)
-    pr.set_compare(REPO, first_head, sync["after"], files["app/users.py"])
+    pr.add_pull(REPO, NUMBER, "".join(SMALL_FILES.values()), sync["after"], BASE)
+    pr.set_compare(REPO, first_head, sync["after"], SMALL_FILES["app/users.py"])
     assert deliver(webhook, "pull_request", sync).status_code == 202
     worker.wait_for("job incremental:", 180)
     worker.wait_for("finished:", 180, count=2)
     assert "1 unit(s) unchanged since 1111111" in worker.text()
+    assert worker.text().count("finished: posted") == 2
 
-    first, *rest = pr.reviews(REPO, NUMBER)
+    first, second = pr.reviews(REPO, NUMBER)
     assert f"<!-- reviewbot:auto:{first_head}:" in first["body"]
-    assert {c["path"] for c in first["comments"]} == {"app/cache.py"}
-    # the incremental run reviewed only users.py: whatever it posted is there,
-    # and no finding was posted twice
-    assert len(rest) <= 1
-    for review in rest:
-        assert f"<!-- reviewbot:incremental:{sync['after']}:" in review["body"]
-        assert {c["path"] for c in review["comments"]} <= {"app/users.py"}
-    bodies = [c["body"] for r in [first, *rest] for c in r["comments"]]
+    assert [(c["path"], c["body"].split("\n")[0]) for c in first["comments"]] == [
+        ("app/cache.py", CRITIQUES["app/cache.py"])
+    ]
+    # the incremental review critiques users.py only: cache.py was reviewed at first_head
+    assert f"<!-- reviewbot:incremental:{sync['after']}:" in second["body"]
+    assert [(c["path"], c["body"].split("\n")[0]) for c in second["comments"]] == [
+        ("app/users.py", CRITIQUES["app/users.py"])
+    ]
+    # no finding was posted twice
+    bodies = [c["body"] for r in (first, second) for c in r["comments"]]
     markers = [b[b.index("<!-- reviewbot:finding:") :] for b in bodies]
     assert len(markers) == len(set(markers))

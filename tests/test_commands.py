@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from reviewbot.commands import (
-    Command,
-    CommandError,
+from reviewbot.github.conversation import (
     ThreadComment,
     ask_turns,
     clean_answer,
     dialogue_renderer,
     finding_critique,
     help_text,
-    parse_command,
     pr_context,
     revise_comment,
     revision_reply,
@@ -21,9 +18,10 @@ from reviewbot.commands import (
     thread_suggestion,
     thread_unit,
 )
-from reviewbot.prompts import Renderer, render_task
-from reviewbot.suggestions import apply_suggestion
-from reviewbot.units import ReviewUnit
+from reviewbot.jobs.commands import Command, CommandError, parse_command
+from reviewbot.review.prompts import Renderer, render_task
+from reviewbot.review.suggestions import apply_suggestion
+from reviewbot.review.units import ReviewUnit
 
 
 @pytest.mark.parametrize(

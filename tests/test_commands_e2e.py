@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from test_app_e2e import (  # noqa: F401 - fixtures shared with the GitHub App t
     deliver,
     payload,
     pr,
+    send_job,
     start_worker,
     wait_until,
     worker_env,
@@ -35,11 +35,13 @@ from test_app_e2e import (  # noqa: F401 - fixtures shared with the GitHub App t
 from tinymodel import overfit_tiny_model
 from werkzeug.serving import make_server
 
-from reviewbot.commands import ThreadComment, revise_comment
-from reviewbot.prompts import Renderer
-from reviewbot.settings import Settings
-from reviewbot.suggestions import Suggestion, apply_suggestion
-from reviewbot.web import create_app
+from reviewbot.github.conversation import ThreadComment, revise_comment
+from reviewbot.jobs.job import Job
+from reviewbot.review.prompts import Renderer
+from reviewbot.review.suggestions import Suggestion, apply_suggestion
+from reviewbot.server.app import create_app
+from reviewbot.settings.defaults import QUEUE_INTERACTIVE
+from reviewbot.settings.server import Settings
 
 WRITER = "Codertocat"
 FILE_AT_HEAD = (
@@ -173,14 +175,7 @@ def test_review_command_posts_one_full_review_and_never_runs_twice(
     edited = dict(event, action="edited")
     assert deliver(webhook, "issue_comment", edited).json()["status"] == "ignored"
     # the same job straight onto the queue (past the webhook's dedupe): answered once
-    from celery import Celery
-
-    from reviewbot.config import QUEUE_INTERACTIVE, TASK_RUN_JOB
-
-    job = first.json()["job"]
-    Celery(broker=BROKER).send_task(
-        TASK_RUN_JOB, args=[job], queue=QUEUE_INTERACTIVE, ignore_result=True
-    )
+    send_job(Job.from_dict(first.json()["job"]), QUEUE_INTERACTIVE)
     worker.wait_for("finished: already-answered", 120)
     assert len(writer.reviews(REPO, NUMBER)) == 1
     assert replies(writer) == []
@@ -312,7 +307,7 @@ def test_a_failed_command_says_what_went_wrong_and_reacts_confused(writer, webho
 def test_a_command_github_keeps_failing_is_answered_when_the_retries_run_out(
     writer, webhook, start_worker
 ):
-    from reviewbot.config import JOB_MAX_RETRIES, GitHubSettings
+    from reviewbot.settings.defaults import JOB_MAX_RETRIES, GitHubSettings
 
     attempts = (JOB_MAX_RETRIES + 1) * GitHubSettings().attempts
     # every read of the conversation fails, for every client attempt of every task attempt
@@ -327,7 +322,9 @@ def test_a_command_github_keeps_failing_is_answered_when_the_retries_run_out(
     (answer,) = replies(writer)
     assert answer["body"].startswith("`/help` failed: GitHub kept failing")
     assert f"<!-- reviewbot:reply:{comment['id']} -->" in answer["body"]
-    assert len(writer.requests_to("GET", rf"/issues/{NUMBER}/comments$")) == attempts
+    # every attempt read the conversation, then giving up read it once more (was the
+    # comment answered after all?) before answering
+    assert len(writer.requests_to("GET", rf"/issues/{NUMBER}/comments$")) == attempts + 1
 
 
 # --- who may run what --------------------------------------------------------------------
@@ -369,23 +366,16 @@ def test_a_command_queued_behind_20_automatic_reviews_starts_next(
     start_worker,
     broker,
 ):
-    from celery import Celery
-
-    from reviewbot.config import QUEUE_REVIEWS, TASK_RUN_JOB
-    from reviewbot.jobs import Job
-
     # the first automatic review stays busy (GitHub holds its first answer) while
     # 19 more wait behind it; then a /revise arrives
     held = writer.hold("GET", rf"/repos/{REPO}/pulls/{NUMBER}/reviews$")
-    client = Celery(broker=BROKER)
     for i in range(20):
-        job = Job("auto", REPO, 1, NUMBER, f"{i:040x}").to_dict()
-        client.send_task(TASK_RUN_JOB, args=[job], queue=QUEUE_REVIEWS, ignore_result=True)
+        send_job(Job("auto", REPO, 1, NUMBER, f"{i:040x}"))
     worker = start_worker()
     assert held.reached.wait(120), worker.text()[-2000:]
     comment = writer.add_issue_comment(REPO, NUMBER, "/revise", login=WRITER)
     assert deliver(webhook, "issue_comment", conversation_event(comment)).status_code == 202
-    time.sleep(0.5)
+    wait_until(lambda: broker.llen("interactive") == 1, 10, "the command on the interactive queue")
     held.release.set()
     worker.wait_for("finished:", 180, count=21)
     started = re.findall(r"job (\S+) started", worker.text())

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from reviewbot.config import GENERATED_MARKER_LINES, PlanLimits
-from reviewbot.diffplan import git_diff_args, plan_diff
-from reviewbot.units import DiffError, Plan, ReviewUnit
+from reviewbot.review.diffplan import git_diff_args, plan_diff
+from reviewbot.review.hunks import parse_header
+from reviewbot.review.units import DiffError, Plan, ReviewUnit
+from reviewbot.settings.defaults import GENERATED_MARKER_LINES, PlanLimits
 
 DIFFS = Path(__file__).parent / "data" / "diffs"
-HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -50,11 +49,12 @@ def modified_diff(path: str, hunks: list[str]) -> str:
 
 def hunk_range(unit: ReviewUnit) -> tuple[int, int]:
     """The (start, end) lines the unit's hunk covers on the unit's side."""
-    match = HUNK.match(unit.hunk_header)
-    assert match, unit.hunk_header
-    start, count = (1, 2) if unit.side == "LEFT" else (3, 4)
-    first = int(match.group(start))
-    size = 1 if match.group(count) is None else int(match.group(count))
+    header = parse_header(unit.hunk_header)
+    assert header, unit.hunk_header
+    if unit.side == "LEFT":
+        first, size = header.old_start, header.old_count
+    else:
+        first, size = header.new_start, header.new_count
     return first, first + size - 1
 
 

@@ -10,10 +10,12 @@ import torch
 from bitsandbytes.nn import Linear4bit, Params4bit
 from tinymodel import LORA_TARGETS as PROJECTIONS
 
-from reviewbot.config import CACHE_ENV, DEMO_MODEL, GenerationSettings
-from reviewbot.demo_model import MARKER, demo_model_dir, find_gguf, is_converted
-from reviewbot.engine import Engine, ModelLoadError, load_engine, truncate_middle
-from reviewbot.prompts import PromptFormatError
+from reviewbot.model.demo import MARKER, demo_model_dir, find_gguf, is_converted
+from reviewbot.model.generation import Engine, truncate_middle
+from reviewbot.model.loading import ModelLoadError
+from reviewbot.model.serving import load_engine
+from reviewbot.review.prompts import PromptFormatError
+from reviewbot.settings.defaults import CACHE_ENV, DEMO_MODEL, GenerationSettings
 
 NEW = 12
 
@@ -118,7 +120,7 @@ def test_too_long_prompt_is_cut_in_the_middle_and_still_generates(
     assert cut and len(ids) == context - NEW
     assert text.startswith("Below is an instruction") and "Please critique" in text
     assert text.endswith("### Response:\n\n")
-    with caplog.at_level(logging.WARNING, logger="reviewbot.engine"):
+    with caplog.at_level(logging.WARNING, logger="reviewbot.model.generation"):
         out = tiny4.generate([long_prompt, prompts(tiny4)[0]], max_new_tokens=NEW)
     assert all(t.strip() for t in out)
     assert tiny4.last_stats.truncated == 1

@@ -7,22 +7,24 @@ import hashlib
 import hmac
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import WEBHOOKS
 
-from reviewbot.events import (
+from reviewbot.github.events import (
     EventConfig,
     Ignored,
     PayloadError,
+    Rejected,
+    parse_delivery,
     parse_event,
     sign,
     verify_signature,
 )
-from reviewbot.jobs import Job
+from reviewbot.jobs.job import Job
+from reviewbot.settings.defaults import MAX_WEBHOOK_BODY_BYTES
 
-WEBHOOKS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github" / "webhooks"
 HEAD = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 BEFORE = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
 CONFIG = EventConfig()
@@ -127,12 +129,85 @@ def test_job_round_trips_through_a_dict() -> None:
     assert Job.from_dict(json.loads(json.dumps(job.to_dict()))) == job
 
 
-def test_drafts_are_ignored_unless_configured() -> None:
+def test_drafts_become_jobs_for_the_worker_to_decide_by_repo_config() -> None:
     payload = fixture("pull_request.opened")
     payload["pull_request"]["draft"] = True
-    assert parse_event("pull_request", payload, "d", CONFIG) == Ignored("draft")
-    job = parse_event("pull_request", payload, "d", EventConfig(review_drafts=True))
+    job = parse_event("pull_request", payload, "d", CONFIG)
     assert isinstance(job, Job) and job.kind == "auto"
+
+
+# --- whole deliveries (headers + raw body): every HTTP rule -----------------------
+
+
+def delivery(
+    body: bytes, event: str = "pull_request", secret: str = GITHUB_SECRET, **extra: str
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "X-Hub-Signature-256": sign(body, secret),
+        **extra,
+    }
+
+
+def test_a_signed_delivery_becomes_its_job_whatever_the_header_case() -> None:
+    body = json.dumps(fixture("pull_request.opened")).encode()
+    headers = {k.lower(): v for k, v in delivery(body).items()}
+    headers["content-type"] = "application/json; charset=utf-8"
+    job = parse_delivery(headers, body, [GITHUB_SECRET])
+    assert isinstance(job, Job)
+    assert (job.kind, job.delivery_id) == ("auto", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+
+
+def test_a_ping_is_answered_not_queued() -> None:
+    body = json.dumps(fixture("ping.with-app_id")).encode()
+    assert parse_delivery(delivery(body, "ping"), body, [GITHUB_SECRET]) == Ignored(
+        "ping", status="pong"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "reason"),
+    [
+        ({"X-Hub-Signature-256": ""}, 401, "signature"),
+        ({"X-Hub-Signature-256": sign(b"other", GITHUB_SECRET)}, 401, "signature"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+        ({"X-GitHub-Event": ""}, 400, "X-GitHub-Event"),
+        ({"X-GitHub-Delivery": " "}, 400, "X-GitHub-Delivery"),
+    ],
+)
+def test_bad_headers_are_rejected_with_their_status(
+    change: dict[str, str], status: int, reason: str
+) -> None:
+    body = json.dumps(fixture("pull_request.opened")).encode()
+    outcome = parse_delivery({**delivery(body), **change}, body, [GITHUB_SECRET])
+    assert isinstance(outcome, Rejected)
+    assert outcome.status == status and reason in outcome.reason
+
+
+def test_the_signature_is_checked_before_anything_else_is_read() -> None:
+    body = b"not json at all"
+    unsigned = {**delivery(body), "X-Hub-Signature-256": "", "Content-Type": "text/plain"}
+    assert parse_delivery(unsigned, body, [GITHUB_SECRET]).status == 401  # type: ignore[union-attr]
+    assert parse_delivery(delivery(body), body, [GITHUB_SECRET]) == Rejected(
+        400, "malformed JSON body"
+    )
+
+
+def test_a_payload_missing_what_its_event_needs_is_400() -> None:
+    payload = fixture("pull_request.opened")
+    del payload["pull_request"]["head"]
+    body = json.dumps(payload).encode()
+    assert parse_delivery(delivery(body), body, [GITHUB_SECRET]) == Rejected(
+        400, "payload is missing pull_request.head.sha"
+    )
+
+
+def test_a_body_over_githubs_cap_is_413() -> None:
+    body = b" " * (MAX_WEBHOOK_BODY_BYTES + 1)
+    outcome = parse_delivery(delivery(body), body, [GITHUB_SECRET])
+    assert isinstance(outcome, Rejected) and outcome.status == 413
 
 
 def test_bot_senders_are_ignored() -> None:

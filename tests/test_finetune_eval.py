@@ -21,7 +21,8 @@ from finetune.evaluate import (
 from finetune.examples import Example
 from finetune.sources import load_examples
 from reviewbot.cli import main
-from reviewbot.engine import Engine, load_engine
+from reviewbot.model.generation import Engine
+from reviewbot.model.serving import load_engine
 
 SAMPLE = Path(__file__).parent / "data" / "review-comments.sample.jsonl"
 CRITIQUE_REVISION = [

@@ -16,7 +16,7 @@ from github_standin import (  # noqa: F401  (fixtures: github, app_key)
 from finetune.examples import read_examples
 from finetune.harvest import HarvestClient, harvest, is_bot, skip_reason
 from reviewbot.cli import main
-from reviewbot.config import GitHubSettings
+from reviewbot.settings.defaults import GitHubSettings
 
 REPO = "octo/demo"
 TOKEN = "ghp_" + "harvest0123456789abcdefghijklmnopq"

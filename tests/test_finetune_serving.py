@@ -12,9 +12,11 @@ import torch
 
 from finetune.examples import Example
 from finetune.train import train
-from reviewbot.config import ADAPTER_METADATA, TrainSettings
-from reviewbot.engine import Engine, ModelLoadError, load_engine
-from reviewbot.settings import Settings
+from reviewbot.model.generation import Engine
+from reviewbot.model.loading import ModelLoadError
+from reviewbot.model.serving import load_engine
+from reviewbot.settings.defaults import ADAPTER_METADATA, TrainSettings
+from reviewbot.settings.server import Settings
 from worker.runtime import ModelRuntime
 
 NEW = 16
@@ -131,7 +133,7 @@ def test_recorded_prompt_format_is_used_and_checked(
     with pytest.raises(ModelLoadError, match="unknown prompt format 'vicuna'"):
         load4(tiny_model_dir, bad)
     old = with_meta(tiny_adapter_dir, tmp_path / "old", template_fingerprint="0123456789abcdef")
-    with caplog.at_level(logging.WARNING, logger="reviewbot.engine"):
+    with caplog.at_level(logging.WARNING, logger="reviewbot.model.adapters"):
         assert load4(tiny_model_dir, old).prompt_format == "alpaca"
     assert "other prompt templates" in caplog.text
 

@@ -1,7 +1,8 @@
 """Data sources → examples: every format, format detection, hunks, clear errors.
 
-tests/data/review-comments.sample.jsonl holds eight real lines of
-shared/data/review-comments.dev.jsonl (crc-py-dataset, MIT).
+tests/data/review-comments.dev.jsonl is crc-py-dataset's dev set (501 real review
+comments, MIT, tests/data/LICENSE.crc-py-dataset); review-comments.sample.jsonl holds
+eight of its lines.
 """
 
 from __future__ import annotations
@@ -11,16 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA
 
+from finetune.comments import apply_replacement, infer_start, split_suggestion, strip_markers
 from finetune.examples import Example, read_examples, write_examples
-from finetune.hunks import (
-    HunkError,
-    apply_replacement,
-    infer_start,
-    parse_hunk,
-    split_suggestion,
-    strip_markers,
-)
 from finetune.sources import (
     SourceError,
     detect_format,
@@ -30,10 +25,11 @@ from finetune.sources import (
     read_hf_dataset,
     read_source,
 )
-from reviewbot.prompts import Renderer
+from reviewbot.review.hunks import HunkError, parse_hunk
+from reviewbot.review.prompts import Renderer
 
 SAMPLE = Path(__file__).parent / "data" / "review-comments.sample.jsonl"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "review-comments.dev.jsonl"
+DEV_SET = DATA / "review-comments.dev.jsonl"
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -123,7 +119,7 @@ def new_side(record: dict) -> str:
     return "\n".join(line[1:] for line in lines if not line.startswith("-"))
 
 
-def test_review_comment_records_from_the_shared_data() -> None:
+def test_review_comment_records_from_the_dev_set_sample() -> None:
     loaded = read_source(SAMPLE)
     records = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
     assert loaded.fmt == "review-comment" and loaded.records == 8
@@ -197,9 +193,8 @@ def test_harvest_style_record_with_start_line_uses_it(tmp_path: Path) -> None:
     assert revise.provenance["author"] == "alice" and revise.provenance["repo"] == "octo/demo"
 
 
-@pytest.mark.skipif(not SHARED.is_file(), reason="shared data not checked out")
-def test_the_whole_shared_review_comment_file_loads() -> None:
-    loaded = read_source(SHARED)
+def test_the_whole_review_comment_dev_set_loads() -> None:
+    loaded = read_source(DEV_SET)
     assert loaded.records == 501
     assert len(loaded.examples) > 500
     assert sum(loaded.skipped.values()) < 20

@@ -16,9 +16,11 @@ from finetune.loss import heldout_loss, response_loss
 from finetune.merge import MergeError, merge
 from finetune.train import Collator, TrainError, data_hash, pack, split_examples, train
 from reviewbot.cli import main
-from reviewbot.config import ADAPTER_METADATA, LOSS_LOG, TrainSettings
-from reviewbot.engine import load_engine, load_model, make_renderer
-from reviewbot.prompts import Renderer, template_fingerprint
+from reviewbot.model.adapters import make_renderer
+from reviewbot.model.loading import load_model
+from reviewbot.model.serving import load_engine
+from reviewbot.review.prompts import Renderer, template_fingerprint
+from reviewbot.settings.defaults import ADAPTER_METADATA, LOSS_LOG, TrainSettings
 
 CODES = (
     "def add(a, b):\n    return a + b\n",

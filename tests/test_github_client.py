@@ -16,19 +16,14 @@ from github_standin import (  # noqa: F401  (fixtures: github, app_key)
     public_key_of,
 )
 
-from reviewbot.config import GitHubSettings
-from reviewbot.findings import Comment, Review, fingerprint
-from reviewbot.github_client import (
-    GitHubApp,
-    GitHubClient,
-    GitHubError,
-    PullInfo,
-    TransientGitHubError,
-    redact,
-    retry_after_seconds,
-)
-from reviewbot.github_review import ReviewPayload, build_review_payload
-from reviewbot.repo_config import RepoConfig, RepoConfigError
+from reviewbot.github.app import GitHubApp
+from reviewbot.github.client import GitHubClient
+from reviewbot.github.data import PullInfo
+from reviewbot.github.errors import GitHubError, TransientGitHubError, redact, retry_after_seconds
+from reviewbot.github.payload import ReviewPayload, build_review_payload
+from reviewbot.review.findings import Comment, Review, fingerprint
+from reviewbot.settings.defaults import GitHubSettings
+from reviewbot.settings.repo import RepoConfig, RepoConfigError
 
 REPO = "octo/demo"
 INSTALLATION = 77

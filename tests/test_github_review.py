@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from reviewbot.config import MAX_SKIPPED_LISTED, REVIEW_BODY_MAX_CHARS
-from reviewbot.findings import Comment, Dropped, Review, fingerprint
-from reviewbot.github_review import (
-    OVER_CAP,
-    REJECTED,
+from reviewbot.github.checks import check_run_failure, check_run_success
+from reviewbot.github.markers import (
     ReviewMarker,
-    build_review_payload,
-    check_run_failure,
-    check_run_success,
     finding_marker,
-    move_comment_to_body,
     parse_markers,
-    patch_hunks,
     review_fingerprint,
     review_marker_prefix,
+)
+from reviewbot.github.payload import (
+    OVER_CAP,
+    REJECTED,
+    build_review_payload,
+    move_comment_to_body,
     unplaceable_comments,
 )
-from reviewbot.repo_config import RepoConfigError
-from reviewbot.suggestions import Suggestion, suggestion_block
-from reviewbot.units import ReviewUnit, Skipped
+from reviewbot.jobs.job import REQUESTED_REVIEW_KINDS
+from reviewbot.review.findings import Comment, Dropped, Review, fingerprint
+from reviewbot.review.hunks import parse_patch
+from reviewbot.review.suggestions import Suggestion, suggestion_block
+from reviewbot.review.units import ReviewUnit, Skipped
+from reviewbot.settings.defaults import MAX_SKIPPED_LISTED, REVIEW_BODY_MAX_CHARS
+from reviewbot.settings.repo import RepoConfigError
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -99,13 +101,18 @@ def test_single_and_multi_line_comments_as_github_wants_them() -> None:
     assert (lft["side"], lft["line"]) == ("LEFT", 2)
 
 
-def test_already_posted_findings_are_never_repeated() -> None:
+def test_already_posted_findings_are_never_repeated_and_counted_once() -> None:
     a, b = comment(line=3), comment(line=5, text="Handle the None case here.")
+    # ``a`` twice in one review is one finding (one fingerprint): posted once, counted once
     payload = build_review_payload(review(a, b, a), "incremental", SHA, {a.fingerprint}, 10)
     assert payload is not None
     assert [c.fingerprint for c in payload.inline] == [b.fingerprint]
     assert a.fingerprint not in payload.body
-    assert "2 findings already posted earlier and not repeated" in payload.body
+    assert payload.already_posted == 1
+    assert "1 finding already posted earlier and not repeated" in payload.body
+    fresh = build_review_payload(review(a, b, a), "auto", SHA, set(), 10)
+    assert fresh is not None
+    assert [c.fingerprint for c in fresh.inline] == [a.fingerprint, b.fingerprint]
 
 
 def test_nothing_new_gives_none_unless_someone_asked_or_first_review() -> None:
@@ -122,8 +129,9 @@ def test_nothing_new_gives_none_unless_someone_asked_or_first_review() -> None:
     assert first is not None
     assert first.comments == []
     assert "No new findings in 2 reviewed units" in first.body
-    # a person asked: always answered
-    for kind in ("review", "revise", "summary"):
+    # a person asked for a review: always answered
+    assert {"review", "revise"} == REQUESTED_REVIEW_KINDS
+    for kind in REQUESTED_REVIEW_KINDS:
         asked = build_review_payload(review(a), kind, SHA, seen, 10)
         assert asked is not None and asked.inline == ()
 
@@ -240,12 +248,12 @@ PATCH = """@@ -1,4 +1,5 @@
      return x"""
 
 
-def test_patch_hunks_by_side() -> None:
-    first, second = patch_hunks(PATCH)
-    assert first["RIGHT"] == {1, 2, 3, 4, 5}
-    assert first["LEFT"] == {1, 2, 3, 4}
-    assert second["RIGHT"] == {21, 22, 23}
-    assert second["LEFT"] == {20, 21}
+def test_a_files_patch_gives_the_anchorable_lines_of_each_hunk_by_side() -> None:
+    first, second = parse_patch(PATCH)
+    assert first.lines_on("RIGHT") == {1, 2, 3, 4, 5}
+    assert first.lines_on("LEFT") == {1, 2, 3, 4}
+    assert second.lines_on("RIGHT") == {21, 22, 23}
+    assert second.lines_on("LEFT") == {20, 21}
 
 
 def test_unplaceable_comments() -> None:

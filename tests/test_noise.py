@@ -1,8 +1,8 @@
 """Noise control: empty / "looks good" / code-echo critiques are dropped,
 runaway generations cut, repetitions collapsed, near-duplicates grouped."""
 
-from reviewbot.config import NoiseSettings
-from reviewbot.noise import clean_completion, group_duplicates, noise_reason
+from reviewbot.review.noise import clean_completion, group_duplicates, noise_reason
+from reviewbot.settings.defaults import NoiseSettings
 
 S = NoiseSettings()
 CODE = "def add(a, b):\n    total = a + b\n    return total"

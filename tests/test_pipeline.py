@@ -2,10 +2,10 @@
 
 import pytest
 
-from reviewbot.config import ReviewOptions
-from reviewbot.pipeline import review_plan
-from reviewbot.prompts import Renderer, render_task
-from reviewbot.units import Plan, ReviewUnit, Skipped
+from reviewbot.review.pipeline import review_plan
+from reviewbot.review.prompts import Renderer, render_task
+from reviewbot.review.units import Plan, ReviewUnit, Skipped
+from reviewbot.settings.defaults import ReviewOptions
 
 CACHE = (
     "class Cache:\n    def __init__(self, ttl, items={}):\n"

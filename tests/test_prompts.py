@@ -2,17 +2,18 @@
 
 import pytest
 
-from reviewbot.prompts import (
-    FORMATS,
+from reviewbot.review.prompts import (
     MissingPlaceholder,
     PromptFormatError,
     Renderer,
     Turn,
     fill,
+    format_names,
     render_task,
     task_text,
     template_fingerprint,
 )
+from reviewbot.settings.defaults import PROMPT_FORMATS
 
 # Word for word from the seed model card (ARCHITECTURE.md).
 SEED_CRITIQUE = (
@@ -73,7 +74,10 @@ def test_chat_without_template_and_unknown_format_are_errors():
         Renderer("chat")
     with pytest.raises(PromptFormatError, match="unknown prompt format"):
         Renderer("vicuna")
-    assert set(FORMATS) == {"alpaca", "alpaca-dialogue", "chat"}
+
+
+def test_the_templates_define_exactly_the_formats_the_defaults_list():
+    assert format_names() == PROMPT_FORMATS == ("alpaca", "alpaca-dialogue", "chat")
 
 
 def test_missing_placeholder_raises_not_empty():

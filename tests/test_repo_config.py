@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reviewbot.config import (
+from reviewbot.settings.defaults import (
     DEFAULT_EXCLUDES,
     MAX_COMMENTS_LIMIT,
     MAX_EXTRA_INSTRUCTIONS_CHARS,
@@ -14,7 +14,7 @@ from reviewbot.config import (
     PlanLimits,
     ReviewOptions,
 )
-from reviewbot.repo_config import RepoConfig, RepoConfigError, parse_repo_config
+from reviewbot.settings.repo import RepoConfig, RepoConfigError, parse_repo_config
 
 FULL = """
 include = ["src/*", "*.py"]
@@ -37,7 +37,8 @@ def test_no_file_and_empty_file_give_the_defaults() -> None:
     options = ReviewOptions()
     assert defaults.max_comments == options.max_comments
     assert (defaults.revise, defaults.summary) == (options.revise, options.summary)
-    assert defaults.drafts is False
+    assert defaults.drafts is None  # unset: the server decides
+    assert defaults.reviews_drafts() is False and defaults.reviews_drafts(True) is True
     assert defaults.deletions == PlanLimits().deletions
     assert (defaults.include, defaults.exclude, defaults.adapter) == ((), (), None)
 
@@ -55,6 +56,15 @@ def test_every_key_is_parsed() -> None:
         adapter="python-reviews",
         deletions="left",
     )
+
+
+def test_the_repository_overrides_the_servers_draft_default() -> None:
+    """Three layers: built-in default (no drafts) < server env < the repository's file."""
+    assert parse_repo_config("drafts = false").reviews_drafts(server_default=True) is False
+    assert parse_repo_config("drafts = true").reviews_drafts(server_default=False) is True
+    assert parse_repo_config("").reviews_drafts(server_default=True) is True
+    summary = RepoConfig().to_toml_summary(server_drafts=True)
+    assert "# drafts = true  (unset: the server's default)" in summary
 
 
 def test_plan_limits_add_repo_excludes_to_the_builtin_ones() -> None:

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.config import DEFAULT_GITHUB_API_URL, DEFAULT_REDIS_URL, GenerationSettings
-from reviewbot.settings import Settings, SettingsError
+from reviewbot.settings.defaults import (
+    DEFAULT_GITHUB_API_URL,
+    DEFAULT_REDIS_URL,
+    GenerationSettings,
+)
+from reviewbot.settings.server import Settings, SettingsError
 
 SECRET = "hunter2-webhook-secret-value"
 OLD_SECRET = "previous-secret-value"
@@ -229,7 +233,7 @@ def test_blank_values_count_as_unset() -> None:
 
 
 def test_visibility_timeout_is_read_and_validated() -> None:
-    from reviewbot.config import VISIBILITY_TIMEOUT
+    from reviewbot.settings.defaults import VISIBILITY_TIMEOUT
 
     assert Settings.from_env({}).visibility_timeout == VISIBILITY_TIMEOUT
     assert Settings.from_env({"REVIEWBOT_VISIBILITY_TIMEOUT": "30"}).visibility_timeout == 30

@@ -2,7 +2,7 @@
 
 import re
 
-from reviewbot.suggestions import (
+from reviewbot.review.suggestions import (
     Suggestion,
     apply_suggestion,
     code_block,
@@ -11,7 +11,7 @@ from reviewbot.suggestions import (
     suggestion_applies,
     suggestion_block,
 )
-from reviewbot.units import ReviewUnit
+from reviewbot.review.units import ReviewUnit
 
 ORIGINAL = "def f(x):\n    y = x * 2\n    return y\n\n\ndef g():\n    pass"
 

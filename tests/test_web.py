@@ -9,17 +9,21 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from conftest import DEDUPE_DB, WEB_BROKER_DB, WEBHOOKS, redis_url
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
-from reviewbot.config import (
+from reviewbot.github.events import sign
+from reviewbot.jobs.job import Job
+from reviewbot.server.app import create_app
+from reviewbot.server.queue import CeleryEnqueuer
+from reviewbot.settings.defaults import (
     CLAIM_PENDING_TTL,
     DELIVERY_DEDUPE_TTL,
     JOB_DEDUPE_TTL,
@@ -28,15 +32,8 @@ from reviewbot.config import (
     QUEUE_REVIEWS,
     TASK_RUN_JOB,
 )
-from reviewbot.events import sign
-from reviewbot.jobs import Job
-from reviewbot.settings import Settings
-from reviewbot.web import CeleryEnqueuer, create_app
+from reviewbot.settings.server import Settings
 
-WEBHOOKS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github" / "webhooks"
-REDIS_HOST = "127.0.0.1:6379"
-DEDUPE_DB = 15  # shared: every test uses its own key prefix and deletes its keys
-BROKER_DB = 11  # the Celery tests' broker: flushed before and after
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 SECRET = "webhook-secret-for-tests"
 OLD_SECRET = "previous-webhook-secret"
@@ -45,7 +42,7 @@ BEFORE = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
 
 
 def fixture_body(name: str, **changes: Any) -> bytes:
-    """A real payload from shared/fixtures, with top-level fields replaced."""
+    """A real payload from tests/data/webhooks, with top-level fields replaced."""
     payload = json.loads((WEBHOOKS / f"{name}.json").read_text(encoding="utf-8"))
     payload.update(changes)
     return json.dumps(payload).encode()
@@ -81,7 +78,7 @@ class Hook:
 
 @pytest.fixture
 def dedupe_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(f"redis://{REDIS_HOST}/{DEDUPE_DB}")
+    client = redis.Redis.from_url(redis_url(DEDUPE_DB))
     client.ping()
     yield client
     client.close()
@@ -120,7 +117,7 @@ def hook(make_hook: Callable[..., Hook]) -> Hook:
 
 @pytest.fixture
 def broker() -> Iterator[tuple[str, redis.Redis]]:
-    url = f"redis://{REDIS_HOST}/{BROKER_DB}"
+    url = redis_url(WEB_BROKER_DB)
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url, client
@@ -381,17 +378,31 @@ def test_enqueue_failure_is_503_and_a_redelivery_succeeds(
     assert len(queued) == 1 and queued[0].delivery_id == "redelivered"
 
 
-def test_unexpected_error_is_503_not_500(make_hook: Callable[..., Hook]) -> None:
-    hook = make_hook()
-    hook.app.extensions["reviewbot"].deduper.claim_job = _boom
-    response = hook.post("pull_request", fixture_body("pull_request.opened"), delivery="boom")
-    assert response.status_code == 503
-    assert response.json["status"] == "error"
-    assert hook.keys() == []  # the delivery claim was released
-
-
-def _boom(*_args: Any, **_kw: Any) -> bool:
-    raise RuntimeError("unexpected")
+def test_unexpected_error_is_503_not_500(dedupe_redis: redis.Redis) -> None:
+    """Redis refuses the job claim (an ACL user that may write delivery keys only)."""
+    prefix = f"test-reviewbot-{uuid.uuid4().hex}"
+    user = f"reviewbot-test-{uuid.uuid4().hex[:8]}"
+    dedupe_redis.acl_setuser(
+        user, enabled=True, nopass=True, keys=[f"{prefix}:delivery:*"], commands=["+@all"]
+    )
+    limited = redis.Redis.from_url(redis_url(DEDUPE_DB), username=user, password="unused")
+    try:
+        app = create_app(
+            Settings(webhook_secrets=(SECRET,)),
+            enqueue=lambda job: None,
+            redis_client=limited,
+            dedupe_prefix=prefix,
+        )
+        body = fixture_body("pull_request.opened")
+        response = app.test_client().post(
+            "/webhook", data=body, headers=headers("pull_request", body, delivery="boom")
+        )
+        assert response.status_code == 503
+        assert response.json["status"] == "error"
+        assert list(dedupe_redis.scan_iter(f"{prefix}:*")) == []  # delivery claim released
+    finally:
+        limited.close()
+        dedupe_redis.acl_deluser(user)
 
 
 def test_redis_down_is_503(hook: Hook) -> None:
@@ -423,7 +434,7 @@ def test_healthz_with_redis_down() -> None:
 
 
 def test_create_app_requires_a_webhook_secret() -> None:
-    from reviewbot.settings import SettingsError
+    from reviewbot.settings.server import SettingsError
 
     with pytest.raises(SettingsError, match="REVIEWBOT_WEBHOOK_SECRET"):
         create_app(Settings(), enqueue=lambda job: None)

@@ -136,8 +136,8 @@ def build_tiny_adapter(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from reviewbot.config import ADAPTER_METADATA
-    from reviewbot.prompts import template_fingerprint
+    from reviewbot.review.prompts import template_fingerprint
+    from reviewbot.settings.defaults import ADAPTER_METADATA
 
     out = Path(path)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from reviewbot.config import QUEUE_REVIEWS, TASK_HARD_TIME_LIMIT, TASK_SOFT_TIME_LIMIT
-from reviewbot.settings import Settings
+from reviewbot.settings.defaults import QUEUE_REVIEWS, TASK_HARD_TIME_LIMIT, TASK_SOFT_TIME_LIMIT
+from reviewbot.settings.server import Settings
 
 
 def make_celery(settings: Settings) -> Celery:

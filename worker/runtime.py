@@ -6,7 +6,7 @@ runs jobs (never in a parent that forks), and then reused for every job.
 The base model is loaded once per process; every adapter the server serves
 (``REVIEWBOT_ADAPTER``, ``REVIEWBOT_ADAPTERS``) is loaded once onto it, on first
 use, and each repository's job switches to its adapter without reloading the base
-(see :class:`reviewbot.engine.SharedBase`).
+(see :class:`reviewbot.model.serving.SharedBase`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
-from reviewbot.config import GenerationSettings
-from reviewbot.github_client import GitHubApp
-from reviewbot.settings import Settings
+from reviewbot.github.app import GitHubApp
+from reviewbot.settings.defaults import GenerationSettings
+from reviewbot.settings.server import Settings
 
 if TYPE_CHECKING:  # torch is imported with the engine, on the first job only
-    from reviewbot.engine import Engine, SharedBase
+    from reviewbot.model.generation import Engine
+    from reviewbot.model.serving import SharedBase
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class ModelRuntime:
 
     def shared(self) -> SharedBase:
         """The base model, loaded on first use."""
-        from reviewbot.engine import SharedBase, load_model
+        from reviewbot.model.loading import load_model
+        from reviewbot.model.serving import SharedBase
 
         with self._lock:
             if self._shared is None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from reviewbot.config import (
+from reviewbot.github.errors import TransientGitHubError
+from reviewbot.jobs.job import Job
+from reviewbot.runners.command import give_up, run_command_job
+from reviewbot.runners.review import run_review_job
+from reviewbot.settings.defaults import (
     JOB_MAX_RETRIES,
     JOB_RETRY_BACKOFF,
     JOB_RETRY_BACKOFF_MAX,
     TASK_RUN_JOB,
 )
-from reviewbot.github_client import TransientGitHubError
-from reviewbot.interactive import give_up, run_command_job
-from reviewbot.jobs import Job
-from reviewbot.service import run_review_job
 from worker import runtime
 from worker.app import app
 

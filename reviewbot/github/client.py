@@ -1,0 +1,640 @@
+"""The GitHub REST and GraphQL calls reviewbot makes (PyGithub), with bounded retries.
+
+Errors leave this module as :class:`~reviewbot.github.errors.GitHubError` or its
+:class:`~reviewbot.github.errors.TransientGitHubError`, after a small, bounded number
+of in-process attempts (:class:`~reviewbot.settings.defaults.GitHubSettings`).
+PyGithub's own retries are off (``retry=None``) so every wait is bounded here and a
+review POST is never blindly repeated. :class:`GitHubClient` is the production
+implementation of :class:`reviewbot.runners.ports.GitHubPort`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from github import Auth, Github, GithubException, UnknownObjectException
+from github.PullRequest import PullRequest
+from github.Repository import Repository
+from github.Requester import Requester
+
+from reviewbot.github.data import CommentInfo, PullInfo
+from reviewbot.github.errors import (
+    DiffTooLargeError,
+    GitHubError,
+    TransientGitHubError,
+    header,
+    retry_after_seconds,
+)
+from reviewbot.github.markers import Markers, parse_markers, reply_marker
+from reviewbot.github.payload import (
+    ReviewPayload,
+    clip_text,
+    move_comments_to_body,
+    unplaceable_comments,
+)
+from reviewbot.settings.defaults import (
+    CHECK_RUN_CONCLUSIONS,
+    CHECK_RUN_SUMMARY_MAX_CHARS,
+    CHECK_RUN_TITLE_MAX_CHARS,
+    COMMENT_BODY_MAX_CHARS,
+    DEFAULT_GITHUB_API_URL,
+    REPO_CONFIG_PATH,
+    GitHubSettings,
+)
+from reviewbot.settings.repo import RepoConfig, RepoConfigError, parse_repo_config
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DIFF_MEDIA_TYPE = "application/vnd.github.diff"
+_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_DEFAULT_SETTINGS = GitHubSettings()
+
+
+def _error_text(data: Any) -> str:
+    if not isinstance(data, dict):
+        return str(data)[:300] if data else ""
+    text = str(data.get("message") or "")
+    details = []
+    for err in data.get("errors") or []:
+        if isinstance(err, dict):
+            details.append(str(err.get("message") or err.get("code") or err))
+        else:
+            details.append(str(err))
+    if details:
+        text += f" ({'; '.join(details)})"
+    return text
+
+
+def classify(error: GithubException, what: str, settings: GitHubSettings) -> GitHubError:
+    """The :class:`GitHubError` (transient or not) for a PyGithub exception."""
+    status = error.status
+    headers = error.headers or {}
+    text = _error_text(error.data)
+    said = str(error.data.get("message") or "") if isinstance(error.data, dict) else ""
+    retry_after = retry_after_seconds(headers)
+    message = f"{what}: GitHub answered {status}" + (f": {text}" if text else "")
+    if status >= 500:
+        return TransientGitHubError(message, retry_after, status)
+    rate_limited = (
+        status == 429
+        or header(headers, "x-ratelimit-remaining") == "0"
+        or retry_after is not None
+        or Requester.isRateLimitError(said)
+    )
+    if status in (403, 429) and rate_limited:
+        if retry_after is None and not Requester.isPrimaryRateLimitError(said):
+            retry_after = settings.secondary_rate_limit_wait
+        return TransientGitHubError(f"{message} (rate limited)", retry_after, status)
+    if status == 406:
+        return DiffTooLargeError(message, status)
+    return GitHubError(message, status)
+
+
+def _check_repo(full_name: str) -> str:
+    if not _REPO_NAME.fullmatch(full_name):
+        raise ValueError(f"not a repository full name (owner/name): {full_name!r}")
+    return full_name
+
+
+def _raw(obj: Any) -> dict[str, Any]:
+    """A listed PyGithub object's JSON as received.
+
+    ``raw_data`` would first GET each listed object again (PyGithub completes
+    listed objects lazily): one request per comment instead of one per page.
+    """
+    return obj._rawData
+
+
+def _comment_info(data: Mapping[str, Any]) -> CommentInfo:
+    user = data.get("user") or {}
+    return CommentInfo(
+        id=int(data["id"]),
+        author=str(user.get("login") or ""),
+        author_type=str(user.get("type") or ""),
+        body=str(data.get("body") or ""),
+        path=data.get("path"),
+        line=data.get("line"),
+        start_line=data.get("start_line"),
+        side=data.get("side"),
+        in_reply_to=data.get("in_reply_to_id"),
+        commit_id=data.get("commit_id"),
+        diff_hunk=str(data.get("diff_hunk") or ""),
+    )
+
+
+def _comment_url(repo: str, comment_type: str, comment_id: int) -> str:
+    if comment_type not in ("issue", "review"):
+        raise ValueError(f"unknown comment type {comment_type!r}")
+    where = "issues" if comment_type == "issue" else "pulls"
+    return f"/repos/{_check_repo(repo)}/{where}/comments/{int(comment_id)}"
+
+
+_THREADS_QUERY = """
+query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $cursor) {
+        pageInfo { hasNextPage endCursor }
+        nodes { isResolved isOutdated comments(first: 1) { nodes { databaseId } } }
+      }
+    }
+  }
+}
+"""
+
+
+def make_github(auth: Auth.Auth, base_url: str, settings: GitHubSettings) -> Github:
+    return Github(
+        auth=auth,
+        base_url=base_url.rstrip("/"),
+        timeout=settings.timeout_seconds,
+        user_agent=settings.user_agent,
+        per_page=settings.per_page,
+        retry=None,
+        seconds_between_requests=settings.seconds_between_requests or None,
+        seconds_between_writes=settings.seconds_between_writes or None,
+        lazy=True,
+    )
+
+
+class GitHubClient:
+    """The calls reviewbot makes, with bounded retries and clear errors."""
+
+    def __init__(
+        self,
+        gh: Github,
+        settings: GitHubSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._gh = gh
+        self.settings = settings or _DEFAULT_SETTINGS
+        self._sleep = sleep
+
+    @classmethod
+    def from_token(
+        cls,
+        token: str,
+        base_url: str = DEFAULT_GITHUB_API_URL,
+        settings: GitHubSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> GitHubClient:
+        """A client using a plain token (personal access or installation token)."""
+        settings = settings or _DEFAULT_SETTINGS
+        return cls(make_github(Auth.Token(token), base_url, settings), settings, sleep)
+
+    def __repr__(self) -> str:
+        return f"GitHubClient(base_url={self._gh.requester.base_url!r})"
+
+    def close(self) -> None:
+        self._gh.close()
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --
+
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        on_retry: Callable[[], T | None] | None = None,
+    ) -> T:
+        """``fn()``, retried on transient errors at most ``settings.attempts`` times.
+
+        ``on_retry`` runs before each retry; a non-None result is returned
+        instead of retrying (a POST that GitHub did apply despite the error).
+        """
+        s = self.settings
+        for attempt in range(1, s.attempts + 1):
+            try:
+                return fn()
+            except GithubException as e:
+                err = classify(e, what, s)
+                err.__cause__ = e
+            except requests.RequestException as e:
+                err = TransientGitHubError(f"{what}: network error ({type(e).__name__})")
+                err.__cause__ = e
+            if not isinstance(err, TransientGitHubError) or attempt >= s.attempts:
+                raise err
+            wait = err.retry_after
+            if wait is None:
+                wait = s.backoff_seconds * 2 ** (attempt - 1)
+            if wait > s.max_wait_seconds:
+                raise err
+            log.warning("%s; retry %d of %d in %.1fs", err, attempt, s.attempts - 1, wait)
+            self._sleep(wait)
+            if on_retry is not None:
+                done = on_retry()
+                if done is not None:
+                    return done
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _repo(self, full_name: str) -> Repository:
+        return self._gh.get_repo(_check_repo(full_name))
+
+    def _pull(self, full_name: str, number: int) -> PullRequest:
+        return self._repo(full_name).get_pull(number)
+
+    def _get_text(self, url: str, accept: str) -> str:
+        """GET ``url`` as text in media type ``accept`` (auth and base URL shared)."""
+        status, headers, body = self._gh.requester.requestJson(
+            "GET", url, headers={"Accept": accept}
+        )
+        if status >= 400:
+            try:
+                data = json.loads(body) if body else None
+            except ValueError:
+                data = {"message": body[:300]}
+            raise Requester.createException(status, headers, data)
+        return body
+
+    # -- pull requests --
+
+    def pull(self, repo: str, number: int) -> PullInfo:
+        """The pull request's metadata."""
+
+        def fetch() -> PullInfo:
+            pr = self._pull(repo, number)
+            return PullInfo(
+                number=pr.number,
+                title=pr.title,
+                head_sha=pr.head.sha,
+                base_sha=pr.base.sha,
+                draft=bool(pr.draft),
+                state=pr.state,
+                author=pr.user.login,
+                author_type=pr.user.type,
+                default_branch=pr.base.repo.default_branch,
+            )
+
+        return self._call(f"GET /repos/{repo}/pulls/{number}", fetch)
+
+    def pull_diff(self, repo: str, number: int) -> str:
+        """The pull request's diff (``application/vnd.github.diff``)."""
+        url = f"/repos/{_check_repo(repo)}/pulls/{number}"
+        return self._call(f"GET {url} (diff)", lambda: self._get_text(url, DIFF_MEDIA_TYPE))
+
+    def compare_diff(self, repo: str, base_sha: str, head_sha: str) -> str:
+        """The diff between two commits (for incremental reviews)."""
+        url = f"/repos/{_check_repo(repo)}/compare/{base_sha}...{head_sha}"
+        return self._call(f"GET {url} (diff)", lambda: self._get_text(url, DIFF_MEDIA_TYPE))
+
+    # -- repository configuration --
+
+    def repo_config(self, repo: str, default_branch: str | None = None) -> RepoConfig:
+        """``.github/reviewbot.toml`` from the default branch; defaults when absent.
+
+        ``default_branch`` None reads at GitHub's default ref, the default branch.
+        Raises :class:`RepoConfigError` for an invalid file.
+        """
+
+        def fetch() -> str | None:
+            r = self._repo(repo)
+            try:
+                if default_branch is None:
+                    content = r.get_contents(REPO_CONFIG_PATH)
+                else:
+                    content = r.get_contents(REPO_CONFIG_PATH, ref=default_branch)
+            except UnknownObjectException:
+                return None
+            if isinstance(content, list) or content.type != "file":
+                raise RepoConfigError("is not a file")
+            if content.encoding != "base64":
+                raise RepoConfigError("is too large to read")
+            try:
+                return content.decoded_content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RepoConfigError("is not UTF-8 text") from None
+
+        text = self._call(f"GET /repos/{repo}/contents/{REPO_CONFIG_PATH}", fetch)
+        if text is None:
+            log.info("%s has no %s; using defaults", repo, REPO_CONFIG_PATH)
+        return parse_repo_config(text)
+
+    # -- what was posted before --
+
+    def markers(self, repo: str, number: int, conversation: bool = False) -> Markers:
+        """Every reviewbot marker in the PR's reviews and review comments.
+
+        ``conversation``: the conversation tab's comments too (command replies).
+        """
+
+        def fetch() -> Markers:
+            pr = self._pull(repo, number)
+            found = Markers()
+            for review in pr.get_reviews():
+                found |= parse_markers(review.body)
+            for comment in pr.get_review_comments():
+                found |= parse_markers(comment.body)
+            if conversation:
+                for comment in pr.get_issue_comments():
+                    found |= parse_markers(comment.body)
+            return found
+
+        return self._call(f"GET /repos/{repo}/pulls/{number}/reviews+comments", fetch)
+
+    def posted_fingerprints(self, repo: str, number: int) -> set[str]:
+        """Fingerprints of the findings already posted on the pull request."""
+        return set(self.markers(repo, number).findings)
+
+    def find_review(
+        self, repo: str, number: int, kind: str, head_sha: str, fingerprint: str | None = None
+    ) -> int | None:
+        """The id of a posted review of ``kind`` at ``head_sha`` (and ``fingerprint``)."""
+
+        def fetch() -> int | None:
+            for review in self._pull(repo, number).get_reviews():
+                for m in parse_markers(review.body).reviews:
+                    if (m.kind, m.head_sha) == (kind, head_sha) and fingerprint in (
+                        None,
+                        m.fingerprint,
+                    ):
+                        return review.id
+            return None
+
+        return self._call(f"GET /repos/{repo}/pulls/{number}/reviews", fetch)
+
+    def has_review(self, repo: str, number: int, kind: str, head_sha: str) -> bool:
+        """Whether a review of ``kind`` at ``head_sha`` was already posted."""
+        return self.find_review(repo, number, kind, head_sha) is not None
+
+    # -- comments, threads, reactions (slash commands) --
+
+    def review_comments(self, repo: str, number: int) -> list[CommentInfo]:
+        """Every inline review comment of the pull request, oldest first."""
+        return self._comments(repo, number, "pulls", lambda pr: pr.get_review_comments())
+
+    def issue_comments(self, repo: str, number: int) -> list[CommentInfo]:
+        """Every comment of the pull request's conversation tab, oldest first."""
+        return self._comments(repo, number, "issues", lambda pr: pr.get_issue_comments())
+
+    def _comments(
+        self, repo: str, number: int, where: str, listing: Callable[[PullRequest], Any]
+    ) -> list[CommentInfo]:
+        url = f"/repos/{_check_repo(repo)}/{where}/{number}/comments"
+        return self._call(
+            f"GET {url}",
+            lambda: sorted(
+                (_comment_info(_raw(c)) for c in listing(self._pull(repo, number))),
+                key=lambda c: c.id,
+            ),
+        )
+
+    def review_comment(self, repo: str, comment_id: int) -> CommentInfo:
+        """One inline review comment."""
+        url = f"/repos/{_check_repo(repo)}/pulls/comments/{int(comment_id)}"
+
+        def fetch() -> CommentInfo:
+            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            return _comment_info(data)
+
+        return self._call(f"GET {url}", fetch)
+
+    def review_thread(self, repo: str, number: int, comment_id: int) -> list[CommentInfo]:
+        """The review thread holding ``comment_id``: its root comment first, then replies."""
+        comments = self.review_comments(repo, number)
+        by_id = {c.id: c for c in comments}
+        if comment_id not in by_id:
+            raise GitHubError(f"review comment {comment_id} is not on {repo}#{number}", 404)
+        root = by_id[comment_id].in_reply_to or comment_id
+        return [c for c in comments if c.id == root or c.in_reply_to == root]
+
+    def role(self, repo: str, login: str) -> str:
+        """``login``'s role on ``repo``: admin, maintain, write, triage, read or none."""
+        url = f"/repos/{_check_repo(repo)}/collaborators/{quote(login, safe='')}/permission"
+
+        def fetch() -> str:
+            try:
+                _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            except UnknownObjectException:
+                return "none"  # not a user GitHub knows on this repository
+            return str(data.get("role_name") or data.get("permission") or "none")
+
+        return self._call(f"GET {url}", fetch)
+
+    def file_text(self, repo: str, path: str, ref: str) -> str:
+        """The text of ``path`` at ``ref`` (a commit sha or branch)."""
+
+        def fetch() -> str:
+            content = self._repo(repo).get_contents(path, ref=ref)
+            if isinstance(content, list) or content.type != "file":
+                raise GitHubError(f"{path} at {ref[:7]} is not a file")
+            if content.encoding != "base64":
+                raise GitHubError(f"{path} at {ref[:7]} is too large to read")
+            try:
+                return content.decoded_content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise GitHubError(f"{path} at {ref[:7]} is not UTF-8 text") from None
+
+        return self._call(f"GET /repos/{repo}/contents/{path}?ref={ref[:7]}", fetch)
+
+    def unresolved_threads(self, repo: str, number: int) -> set[int]:
+        """Root comment ids of the PR's review threads that are neither resolved nor outdated.
+
+        Thread resolution exists only in GitHub's GraphQL API.
+        """
+        owner, name = _check_repo(repo).split("/")
+        found: set[int] = set()
+        cursor: str | None = None
+        while True:
+            variables = {"owner": owner, "name": name, "number": number, "cursor": cursor}
+            _, data = self._call(
+                f"POST graphql reviewThreads {repo}#{number}",
+                lambda v=variables: self._gh.requester.graphql_query(_THREADS_QUERY, v),
+            )
+            pull = ((data.get("data") or {}).get("repository") or {}).get("pullRequest")
+            if pull is None:
+                raise GitHubError(f"{repo}#{number} not found (GraphQL)", 404)
+            threads = pull["reviewThreads"]
+            for node in threads["nodes"]:
+                first = node["comments"]["nodes"]
+                if first and not node["isResolved"] and not node["isOutdated"]:
+                    found.add(int(first[0]["databaseId"]))
+            if not threads["pageInfo"]["hasNextPage"]:
+                return found
+            cursor = threads["pageInfo"]["endCursor"]
+
+    def add_reaction(self, repo: str, comment_type: str, comment_id: int, content: str) -> int:
+        """React to a comment (idempotent on GitHub's side); returns the reaction's id."""
+        url = f"{_comment_url(repo, comment_type, comment_id)}/reactions"
+
+        def post() -> int:
+            _, data = self._gh.requester.requestJsonAndCheck(
+                "POST", url, input={"content": content}
+            )
+            return int(data["id"])
+
+        return self._call(f"POST {url} ({content})", post)
+
+    def remove_reaction(
+        self, repo: str, comment_type: str, comment_id: int, reaction_id: int
+    ) -> None:
+        """Delete one of the app's reactions (already gone is fine)."""
+        url = f"{_comment_url(repo, comment_type, comment_id)}/reactions/{reaction_id}"
+
+        def delete() -> None:
+            with contextlib.suppress(UnknownObjectException):
+                self._gh.requester.requestJsonAndCheck("DELETE", url)
+
+        self._call(f"DELETE {url}", delete)
+
+    def swap_reaction(
+        self, repo: str, comment_type: str, comment_id: int, old: str, new: str | None
+    ) -> None:
+        """Replace the app's ``old`` reaction on a comment with ``new`` (None: just remove).
+
+        Re-adding ``old`` returns the app's existing reaction, whose id is then deleted.
+        """
+        old_id = self.add_reaction(repo, comment_type, comment_id, old)
+        self.remove_reaction(repo, comment_type, comment_id, old_id)
+        if new is not None:
+            self.add_reaction(repo, comment_type, comment_id, new)
+
+    def reply(self, repo: str, number: int, comment_type: str, comment_id: int, body: str) -> int:
+        """Answer a comment: in its review thread, or in the conversation; returns the id.
+
+        ``body`` must carry the answer's reply marker: before a retry after an
+        uncertain failure, an already-posted reply is looked up by it (never posted twice).
+        """
+        text = clip_text(body, COMMENT_BODY_MAX_CHARS)
+        marker = reply_marker(comment_id)
+        if marker not in text:
+            raise ValueError("a reply must carry the reply marker of the comment it answers")
+        if comment_type == "review":
+            # GitHub takes replies to a thread's top-level comment only.
+            root = self.review_comment(repo, comment_id).in_reply_to or comment_id
+            url = f"/repos/{_check_repo(repo)}/pulls/{number}/comments/{root}/replies"
+            listing = self.review_comments
+        else:
+            url = f"/repos/{_check_repo(repo)}/issues/{number}/comments"
+            listing = self.issue_comments
+
+        def posted() -> int | None:
+            return next((c.id for c in listing(repo, number) if marker in c.body), None)
+
+        def post() -> int:
+            _, data = self._gh.requester.requestJsonAndCheck("POST", url, input={"body": text})
+            return int(data["id"])
+
+        reply_id = self._call(f"POST {url}", post, posted)
+        log.info("replied to comment %d on %s#%d: comment %d", comment_id, repo, number, reply_id)
+        return reply_id
+
+    # -- posting --
+
+    def post_review(self, repo: str, number: int, payload: ReviewPayload) -> int:
+        """Post ``payload`` as one review; returns its id.
+
+        A 422 (a comment GitHub cannot place) moves the comments it cannot place
+        — found against the PR's file patches, else all of them — into the body
+        and retries, so the review is still posted. Before any retry after an
+        uncertain failure (5xx, network), an already-posted review with the same
+        marker is looked up and returned instead: the review is never posted twice.
+        """
+        url = f"/repos/{_check_repo(repo)}/pulls/{number}/reviews"
+        current = payload
+        checked_patches = False
+
+        def posted() -> int | None:
+            return self.find_review(
+                repo, number, payload.kind, payload.head_sha, payload.fingerprint
+            )
+
+        while True:
+            body = current.to_json()
+            try:
+                review_id = self._call(
+                    f"POST {url}", lambda body=body: self._post_json(url, body), posted
+                )
+            except GitHubError as e:
+                if e.status != 422 or not current.inline:
+                    raise
+                bad = [] if checked_patches else self._unplaceable(repo, number, current)
+                checked_patches = True
+                moving = bad or list(range(len(current.inline)))
+                log.warning(
+                    "review on %s#%d rejected (%s); moving %d of %d inline comments into the body",
+                    repo,
+                    number,
+                    e,
+                    len(moving),
+                    len(current.inline),
+                )
+                current = move_comments_to_body(current, moving)
+                continue
+            log.info(
+                "posted review %d on %s#%d: %d inline comment(s), %d finding(s) in the body",
+                review_id,
+                repo,
+                number,
+                len(current.inline),
+                len(current.in_body),
+            )
+            return review_id
+
+    def _post_json(self, url: str, body: dict[str, Any]) -> int:
+        _, data = self._gh.requester.requestJsonAndCheck("POST", url, input=body)
+        return int(data["id"])
+
+    def _unplaceable(self, repo: str, number: int, payload: ReviewPayload) -> list[int]:
+        """Inline comments of ``payload`` outside the PR's diff ([] when unknown)."""
+        try:
+            patches = self._call(
+                f"GET /repos/{repo}/pulls/{number}/files",
+                lambda: {f.filename: f.patch for f in self._pull(repo, number).get_files()},
+            )
+        except GitHubError as e:
+            log.warning("cannot check comment anchors on %s#%d: %s", repo, number, e)
+            return []
+        return unplaceable_comments(payload.inline, patches)
+
+    # -- check runs --
+
+    def start_check_run(self, repo: str, head_sha: str) -> int:
+        """Create the "reviewbot" check run on ``head_sha``, in progress; returns its id."""
+
+        def create() -> int:
+            run = self._repo(repo).create_check_run(
+                name=self.settings.check_run_name,
+                head_sha=head_sha,
+                status="in_progress",
+                started_at=datetime.now(UTC),
+            )
+            return run.id
+
+        return self._call(f"POST /repos/{repo}/check-runs", create)
+
+    def complete_check_run(
+        self, repo: str, check_id: int, conclusion: str, title: str, summary: str
+    ) -> None:
+        """Complete check run ``check_id`` with ``conclusion`` and its output text."""
+        if conclusion not in CHECK_RUN_CONCLUSIONS:
+            raise ValueError(f"unknown check run conclusion {conclusion!r}")
+        url = f"/repos/{_check_repo(repo)}/check-runs/{check_id}"
+        body = {
+            "status": "completed",
+            "conclusion": conclusion,
+            "completed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "output": {
+                "title": clip_text(title, CHECK_RUN_TITLE_MAX_CHARS),
+                "summary": clip_text(summary, CHECK_RUN_SUMMARY_MAX_CHARS),
+            },
+        }
+        self._call(
+            f"PATCH {url}",
+            lambda: self._gh.requester.requestJsonAndCheck("PATCH", url, input=body),
+        )

@@ -1,0 +1,1 @@
+"""The job vocabulary shared by the webhook and the workers: Job and the command table."""

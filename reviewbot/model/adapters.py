@@ -1,0 +1,205 @@
+"""LoRA adapters: their metadata, the base they fit, and the prompt format they use.
+
+An adapter directory carries ``reviewbot.json`` (written by finetune/): the base
+model's name and architecture signature, and the prompt format it was trained
+with. An adapter trained on another base is refused; its recorded format is binding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from reviewbot.model.loading import (
+    LoadedModel,
+    ModelLoadError,
+    load_config,
+    looks_like_path,
+    read_metadata,
+    resolve_model,
+)
+from reviewbot.review.prompts import Renderer, template_fingerprint
+from reviewbot.settings.defaults import DEMO_MODEL, PROMPT_FORMATS, SEED_PROMPT_FORMAT
+
+log = logging.getLogger(__name__)
+
+
+def resolve_adapter(adapter: str) -> str:
+    path = Path(adapter).expanduser()
+    if path.exists():
+        if not (path / "adapter_config.json").is_file():
+            raise ModelLoadError(
+                f"{adapter} is not a PEFT adapter directory (no adapter_config.json)"
+            )
+        return str(path)
+    if looks_like_path(adapter):
+        raise ModelLoadError(f"adapter directory {adapter} does not exist")
+    return adapter
+
+
+def adapter_metadata(adapter: str) -> dict[str, Any]:
+    """The adapter's ``reviewbot.json`` (base model, prompt format, ...), or ``{}``."""
+    return read_metadata(Path(adapter).expanduser())
+
+
+#: Config fields that identify a base model's shape (recorded by finetune/, compared here).
+BASE_SIGNATURE_KEYS: tuple[str, ...] = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "tie_word_embeddings",
+)
+
+
+def base_signature(config: Any) -> dict[str, Any]:
+    """Architecture + shape of a model config, and a ``fingerprint`` hash of them.
+
+    Stable across transformers versions and across copies of one model (hub id,
+    local directory, the converted demo model): only what the weights' shapes
+    depend on is recorded.
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    signature: dict[str, Any] = {
+        "architectures": list(getattr(config, "architectures", None) or [])
+    }
+    for key in BASE_SIGNATURE_KEYS:
+        value = getattr(text, key, None)
+        if value is None:
+            value = getattr(config, key, None)
+        signature[key] = value
+    digest = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()
+    return {**signature, "fingerprint": digest[:16]}
+
+
+def _describe_base(signature: dict[str, Any]) -> str:
+    arch = ",".join(signature.get("architectures") or []) or signature.get("model_type") or "?"
+    return (
+        f"{arch}, hidden {signature.get('hidden_size')}, {signature.get('num_hidden_layers')} "
+        f"layers, vocab {signature.get('vocab_size')}"
+    )
+
+
+def _local_config(name: str) -> Any | None:
+    """The config of a model named in adapter metadata, if it is available without a download."""
+    from transformers import AutoConfig
+
+    try:
+        if name == DEMO_MODEL or Path(name).expanduser().is_dir():
+            return load_config(resolve_model(name))
+        return AutoConfig.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+
+
+def _peft_base_name(adapter: str) -> str | None:
+    path = Path(adapter).expanduser() / "adapter_config.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def check_adapter_base(adapter: str, meta: dict[str, Any], base: LoadedModel) -> None:
+    """Refuse (ModelLoadError) an adapter trained on another base model than ``base``.
+
+    The adapter's ``reviewbot.json`` records the base's signature (finetune/ writes
+    it); without one, the recorded base name is compared as a name and, when it
+    names a model available locally, by its config.
+    """
+    actual = base_signature(base.config)
+    recorded = meta.get("base_model") or _peft_base_name(adapter)
+    trained_on = recorded or "an unrecorded base model"
+    expected = meta.get("base")
+    if isinstance(expected, dict) and expected.get("fingerprint"):
+        if expected["fingerprint"] == actual["fingerprint"]:
+            return
+        differs = [
+            k for k in ("architectures", *BASE_SIGNATURE_KEYS) if expected.get(k) != actual.get(k)
+        ]
+        raise ModelLoadError(
+            f"adapter {adapter} was trained on {trained_on} ({_describe_base(expected)}) and does "
+            f"not fit {base.name} ({_describe_base(actual)}): "
+            f"{', '.join(differs) or 'base fingerprint'} differ"
+        )
+    if not recorded or recorded in (base.name, base.path):
+        return
+    other = _local_config(recorded)
+    if other is None:
+        raise ModelLoadError(
+            f"adapter {adapter} was trained on {recorded}, not on {base.name}, and records no base "
+            f"signature to compare them; load it with --model {recorded}"
+        )
+    signature = base_signature(other)
+    if signature["fingerprint"] != actual["fingerprint"]:
+        raise ModelLoadError(
+            f"adapter {adapter} was trained on {recorded} ({_describe_base(signature)}) and does "
+            f"not fit {base.name} ({_describe_base(actual)})"
+        )
+
+
+def choose_prompt_format(
+    prompt_format: str | None,
+    adapter_meta: dict[str, Any],
+    tokenizer: Any,
+    model_meta: dict[str, Any] | None = None,
+    fallback: str | None = None,
+) -> str:
+    """The prompt format: recorded (adapter, else merged model) → explicit → fallback → default.
+
+    A format recorded by training is binding: an explicit different one is an
+    error, since the adapter only learned its own. Without a record the explicit
+    choice, then ``fallback`` (a server default), then ``chat`` when the
+    tokenizer has a chat template, else ``alpaca``.
+    """
+    for meta, what in ((adapter_meta, "adapter"), (model_meta or {}, "merged model")):
+        recorded = meta.get("prompt_format")
+        if not recorded:
+            continue
+        if recorded not in PROMPT_FORMATS:
+            raise ModelLoadError(
+                f"the {what}'s metadata names an unknown prompt format {recorded!r} "
+                f"(known: {', '.join(PROMPT_FORMATS)})"
+            )
+        if prompt_format and prompt_format != recorded:
+            raise ModelLoadError(
+                f"the {what} was trained with the {recorded!r} prompt format, not "
+                f"{prompt_format!r}: leave the prompt format unset to use the recorded one"
+            )
+        return str(recorded)
+    if prompt_format:
+        return prompt_format
+    if fallback:
+        return fallback
+    if getattr(tokenizer, "chat_template", None):
+        return "chat"
+    return SEED_PROMPT_FORMAT
+
+
+def make_renderer(fmt: str, tokenizer: Any) -> Renderer:
+    """A ``Renderer`` for ``fmt``; ``chat`` renders through the tokenizer's template."""
+    template = None
+    if getattr(tokenizer, "chat_template", None):
+        template = partial(
+            tokenizer.apply_chat_template, tokenize=False, add_generation_prompt=True
+        )
+    return Renderer(fmt, template)
+
+
+def warn_on_template_change(adapter: str, meta: dict[str, Any]) -> None:
+    recorded = meta.get("template_fingerprint")
+    if recorded and recorded != template_fingerprint():
+        log.warning(
+            "adapter %s was trained on other prompt templates (%s, now %s): its prompts differ",
+            adapter,
+            recorded,
+            template_fingerprint(),
+        )

@@ -1,0 +1,219 @@
+"""Generation: batched greedy decoding with a loaded model, within its context.
+
+:class:`Engine` holds a model (with its active adapter), its tokenizer and the
+prompt renderer of its format; ``generate`` turns prompts into completions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from reviewbot.review.prompts import Renderer
+from reviewbot.settings.defaults import GenerationSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """What the last ``Engine.generate`` call did."""
+
+    prompts: int = 0
+    prompt_tokens: int = 0
+    """Prompt tokens fed to the model (after truncation, padding excluded)."""
+    generated_tokens: int = 0
+    """New tokens up to and including each completion's end-of-sequence token."""
+    seconds: float = 0.0
+    first_output_seconds: float | None = None
+    """Time until the first batch's completions were ready."""
+    truncated: int = 0
+    """How many prompts were cut to fit the context."""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
+def truncate_middle(ids: list[int], budget: int) -> list[int]:
+    """Keep the head and the tail of ``ids`` (at most ``budget`` tokens), drop the middle."""
+    if len(ids) <= budget:
+        return ids
+    head = budget // 2
+    tail = budget - head
+    return ids[:head] + (ids[-tail:] if tail else [])
+
+
+class Engine:
+    """A loaded model + tokenizer + prompt renderer; ``generate`` is batched greedy decoding."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        renderer: Renderer,
+        *,
+        model_name: str,
+        device: str,
+        quantized: bool,
+        settings: GenerationSettings = GenerationSettings(),
+        adapter: str | None = None,
+        adapter_meta: dict[str, Any] | None = None,
+        model_path: str | None = None,
+        lock: threading.RLock | None = None,
+        select: Callable[[], AbstractContextManager[None]] | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.renderer = renderer
+        self.model_name = model_name
+        # The directory or hub id the weights came from (the demo model's converted dir).
+        self.model_path = model_path or model_name
+        self.device = device
+        self.quantized = quantized
+        self.settings = settings
+        self.adapter = adapter
+        self.adapter_meta = adapter_meta or {}
+        self.prompt_format = renderer.fmt
+        self.footprint_bytes = int(model.get_memory_footprint())
+        self.eos_token_ids = _eos_ids(model, tokenizer)
+        self.pad_token_id = int(tokenizer.pad_token_id)
+        self.last_stats = GenerationStats()
+        # Engines sharing one base model (SharedBase) share its lock; ``select``
+        # activates this engine's adapter for the duration of one generate call.
+        self._lock = lock or threading.RLock()
+        self._select = select or nullcontext
+
+    @property
+    def context_length(self) -> int:
+        """The model's context (``max_position_embeddings``) or the configured fallback."""
+        config = self.model.config
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return int(getattr(text, "max_position_embeddings", None) or self.settings.fallback_context)
+
+    def budgets(self, max_new_tokens: int) -> tuple[int, int]:
+        """(prompt token budget, new tokens) that together fit the context."""
+        context = self.context_length
+        floor = min(self.settings.min_prompt_tokens, context - 1)
+        prompt_budget = max(context - max_new_tokens, floor)
+        new_tokens = min(max_new_tokens, context - prompt_budget)
+        if new_tokens < max_new_tokens:
+            log.warning(
+                "max_new_tokens %d does not fit the %d-token context: generating at most %d",
+                max_new_tokens,
+                context,
+                new_tokens,
+            )
+        return prompt_budget, new_tokens
+
+    def encode(self, prompt: str, budget: int) -> tuple[list[int], bool]:
+        """Token ids of ``prompt`` cut to ``budget`` (middle dropped); and whether it was cut."""
+        bos = self.tokenizer.bos_token
+        special = not (bos and prompt.startswith(bos))
+        ids = list(self.tokenizer(prompt, add_special_tokens=special)["input_ids"])
+        if len(ids) <= budget:
+            return ids, False
+        log.warning(
+            "prompt of %d tokens exceeds the %d-token budget: dropping %d tokens from its middle",
+            len(ids),
+            budget,
+            len(ids) - budget,
+        )
+        return truncate_middle(ids, budget), True
+
+    def _pad_left(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = [[self.pad_token_id] * (width - len(r)) + r for r in rows]
+        mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+        device = self.model.device
+        return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+
+    def _generation_config(self, new_tokens: int) -> Any:
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=new_tokens,
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self.eos_token_ids,
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
+
+    def _count_generated(self, new: torch.Tensor) -> int:
+        """New tokens per row up to and including the first end-of-sequence token."""
+        if not self.eos_token_ids or new.shape[1] == 0:
+            return int(new.numel())
+        eos = torch.isin(new, torch.tensor(self.eos_token_ids, device=new.device))
+        first = torch.where(eos.any(dim=1), eos.int().argmax(dim=1) + 1, new.shape[1])
+        return int(first.sum())
+
+    def _run_batch(self, rows: Sequence[list[int]], config: Any) -> tuple[list[str], int]:
+        ids, mask = self._pad_left(rows)
+        out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        new = out[:, ids.shape[1] :]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return texts, self._count_generated(new)
+
+    def generate(
+        self, prompts: list[str], max_new_tokens: int | None = None, progress: bool = False
+    ) -> list[str]:
+        """Greedy completions of ``prompts`` (new text only), in input order."""
+        from tqdm.auto import tqdm
+
+        requested = self.settings.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if requested < 1:
+            raise ValueError(f"max_new_tokens must be positive, not {requested}")
+        if not prompts:
+            self.last_stats = GenerationStats()
+            return []
+        started = time.perf_counter()
+        budget, new_tokens = self.budgets(requested)
+        encoded = [self.encode(p, budget) for p in prompts]
+        rows = [ids for ids, _ in encoded]
+        # Longest first: similar lengths share a batch (less padding), and running out
+        # of memory shows at once.
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        size = max(1, self.settings.batch_size)
+        config = self._generation_config(new_tokens)
+        outputs = [""] * len(prompts)
+        generated, first = 0, None
+        torch.manual_seed(self.settings.seed)
+        bar = tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not progress)
+        with self._lock, self._select(), bar, torch.inference_mode():
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
+                texts, count = self._run_batch([rows[i] for i in batch], config)
+                for i, text in zip(batch, texts, strict=True):
+                    outputs[i] = text
+                generated += count
+                first = first if first is not None else time.perf_counter() - started
+                bar.update(len(batch))
+        self.last_stats = GenerationStats(
+            prompts=len(prompts),
+            prompt_tokens=sum(len(r) for r in rows),
+            generated_tokens=generated,
+            seconds=time.perf_counter() - started,
+            first_output_seconds=first,
+            truncated=sum(cut for _, cut in encoded),
+        )
+        return outputs

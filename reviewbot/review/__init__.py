@@ -1,0 +1,1 @@
+"""The pure review core: diff → review units → prompts → findings → Review (no I/O)."""

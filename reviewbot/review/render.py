@@ -1,0 +1,56 @@
+"""Render a Review (or a dry-run Plan) as Markdown or JSON for the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from reviewbot.review.findings import Review
+from reviewbot.review.units import Plan
+
+
+def _where(path: str, start: int | None, line: int, side: str) -> str:
+    span = f"line {line}" if start is None else f"lines {start}–{line}"
+    old = " (old side)" if side == "LEFT" else ""
+    return f"`{path}` {span}{old}"
+
+
+def review_markdown(review: Review) -> str:
+    """A human-readable review: summary, comments, and what was left out."""
+    out = ["# reviewbot review", ""]
+    out.append(
+        f"Reviewed {len(review.units)} unit(s); {len(review.comments)} comment(s); "
+        f"{len(review.dropped)} critique(s) dropped by noise control."
+    )
+    if review.summary:
+        out += ["", "## Summary", "", review.summary]
+    for c in review.comments:
+        out += ["", f"## {_where(c.path, c.start_line, c.line, c.side)}", "", c.body]
+    if not review.comments:
+        out += ["", "No actionable findings."]
+    out += _skipped_markdown(review.skipped)
+    return "\n".join(out) + "\n"
+
+
+def plan_markdown(plan: Plan) -> str:
+    """A dry-run listing of the review units the diff yields."""
+    out = ["# reviewbot plan (dry run)", "", f"{len(plan.units)} review unit(s)."]
+    for u in plan.units:
+        side = " (old side)" if u.side == "LEFT" else ""
+        out.append(f"- `{u.path}` lines {u.start_line}–{u.end_line}{side}  {u.hunk_header}")
+    out += _skipped_markdown(plan.skipped)
+    return "\n".join(out) + "\n"
+
+
+def _skipped_markdown(skipped) -> list[str]:
+    if not skipped:
+        return []
+    return ["", "## Not reviewed", ""] + [f"- `{s.path}`: {s.reason}" for s in skipped]
+
+
+def review_json(review: Review) -> str:
+    return json.dumps(review.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+def plan_json(plan: Plan) -> str:
+    """Dry-run JSON: the same shape as a review, with no comments and no summary."""
+    return review_json(Review(plan.units, (), None, plan.skipped))

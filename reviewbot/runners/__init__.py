@@ -1,0 +1,1 @@
+"""The job runners, written against ports (Protocols): review jobs and command jobs."""

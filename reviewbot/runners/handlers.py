@@ -1,0 +1,306 @@
+"""The slash-command handlers: one function per entry of the command table.
+
+Each handler gets a :class:`CommandContext` (the job, its parsed command, the
+GitHub and model ports, the pull request) and answers the command once, with
+``ctx.reply`` or a review; it returns the job's :class:`~reviewbot.runners.ports.Outcome`.
+A failure it raises is answered by the command runner (:mod:`reviewbot.runners.command`).
+Each handler is registered for its command with :func:`handles`; a command of the
+table (:data:`reviewbot.jobs.commands.COMMANDS`) without a handler fails at import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from reviewbot.github.conversation import (
+    ThreadComment,
+    ask_turns,
+    clean_answer,
+    dialogue_renderer,
+    finding_critique,
+    help_text,
+    pr_context,
+    quote,
+    revise_comment,
+    revision_reply,
+    summary_reply,
+    thread_unit,
+)
+from reviewbot.github.data import CommentInfo, PullInfo
+from reviewbot.github.markers import Markers, parse_markers, reply_marker
+from reviewbot.github.payload import build_review_payload
+from reviewbot.jobs.commands import COMMANDS, Command, CommandError, parse_command
+from reviewbot.jobs.job import Job
+from reviewbot.review.diffplan import plan_diff
+from reviewbot.review.findings import Comment, Finding, Review, fingerprint
+from reviewbot.review.pipeline import attach_revision, review_plan, to_comment
+from reviewbot.review.units import ReviewUnit
+from reviewbot.runners.ports import EngineProvider, GitHubPort, Outcome
+from reviewbot.runners.review import run_review_job
+from reviewbot.settings.repo import RepoConfig, RepoConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a handler works with; ``job.head_sha`` is the pull request's current head."""
+
+    job: Job
+    command: Command
+    gh: GitHubPort
+    engines: EngineProvider
+    pull: PullInfo
+    posted: Markers
+    """reviewbot's markers on the pull request, read when the job started."""
+    review_drafts: bool = False
+    """The server's default for repositories that do not say whether drafts are reviewed."""
+
+    @property
+    def head(self) -> str:
+        return self.pull.head_sha
+
+    def config(self) -> RepoConfig:
+        """The repository's ``.github/reviewbot.toml`` (RepoConfigError when invalid)."""
+        return self.gh.repo_config(self.job.repo)
+
+    def reply(self, text: str) -> int:
+        """Answer the command comment (in its thread, or in the conversation)."""
+        job = self.job
+        assert job.comment_id is not None and job.comment_type is not None
+        body = f"{text}\n\n{reply_marker(job.comment_id)}"
+        return self.gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
+
+
+Handler = Callable[[CommandContext], Outcome]
+#: Command name → handler, filled by :func:`handles`; exactly the commands of the table.
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(name: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of command ``name``."""
+    if name not in COMMANDS:
+        raise ValueError(f"/{name} is not in the command table (reviewbot.jobs.commands)")
+
+    def register(handler: Handler) -> Handler:
+        HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+@handles("help")
+def help_(ctx: CommandContext) -> Outcome:
+    """/help (and unknown commands): the commands and the effective configuration."""
+    try:
+        config, error = ctx.gh.repo_config(ctx.job.repo), ""
+    except RepoConfigError as e:
+        config, error = RepoConfig(), str(e)
+    unknown = None if ctx.command.known else ctx.command.name
+    reply_id = ctx.reply(help_text(config.to_toml_summary(ctx.review_drafts), unknown, error))
+    return Outcome("answered", reply_id)
+
+
+@handles("review")
+def review(ctx: CommandContext) -> Outcome:
+    """A full review now (no interdiff); the review itself answers the comment."""
+    job = replace(ctx.job, kind="review")
+    outcome = run_review_job(job, ctx.gh, ctx.engines, ctx.review_drafts, reply_to=job.comment_id)
+    if outcome.status == "posted":
+        return outcome
+    if outcome.status == "failed":
+        raise CommandError(outcome.detail or "the review failed")
+    if outcome.status == "already-reviewed":
+        ctx.reply(f"`{ctx.head[:7]}` was already reviewed on request; nothing changed since.")
+    elif outcome.status == "superseded":
+        ctx.reply(f"The pull request moved on to `{outcome.detail[:7]}`; ask again.")
+    else:
+        ctx.reply(f"Not reviewed: {outcome.detail or outcome.status}.")
+    return outcome
+
+
+@handles("revise")
+def revise(ctx: CommandContext) -> Outcome:
+    """/revise: in a review thread, a suggestion as a reply; in the conversation, one
+    review revising every unresolved reviewbot finding."""
+    config = ctx.config()
+    if ctx.job.comment_type == "review":
+        return _revise_thread(ctx, config)
+    return _revise_findings(ctx, config)
+
+
+def _history(thread: list[CommentInfo], before: int) -> list[ThreadComment]:
+    """The thread's comments before the command: reviewbot's are the Assistant's turns."""
+    return [ThreadComment(c.id, c.author, c.body, c.by_bot) for c in thread if c.id < before]
+
+
+def _thread_lines(root: CommentInfo) -> tuple[int, int]:
+    if root.line is None or root.path is None:
+        raise CommandError("this thread's lines are no longer in the diff (outdated thread)")
+    if root.side == "LEFT":
+        raise CommandError(
+            "this thread is on removed lines: there is nothing to revise at the head"
+        )
+    return (root.start_line or root.line), root.line
+
+
+def _revise_thread(ctx: CommandContext, config: RepoConfig) -> Outcome:
+    """/revise in a review thread: a suggestion on the thread's lines, as a reply."""
+    job = ctx.job
+    assert job.comment_id is not None
+    thread = ctx.gh.review_thread(job.repo, job.pr_number, job.comment_id)
+    root = thread[0]
+    start, end = _thread_lines(root)
+    assert root.path is not None
+    unit = thread_unit(root.path, ctx.gh.file_text(job.repo, root.path, ctx.head), start, end)
+    critique = revise_comment(_history(thread, job.comment_id), ctx.command.args)
+    if not critique:
+        raise CommandError("say what to change: `/revise <instructions>`")
+    engine = ctx.engines(config.adapter)
+    prompt = engine.renderer.task(
+        "revise", config.extra_instructions, ORIGINAL=unit.original, CRITIQUE=critique
+    )
+    (completion,) = engine.generate([prompt])
+    options = config.review_options()
+    reply_id = ctx.reply(revision_reply(unit, completion, options.min_suggestion_similarity))
+    return Outcome("answered", reply_id)
+
+
+def _unit_for(plan_units: tuple[ReviewUnit, ...], c: CommentInfo) -> ReviewUnit | None:
+    if c.line is None:
+        return None
+    first = c.start_line or c.line
+    for u in plan_units:
+        same_side = u.path == c.path and u.side == (c.side or "RIGHT")
+        if same_side and u.start_line <= first and c.line <= u.end_line:
+            return u
+    return None
+
+
+def _revise_findings(ctx: CommandContext, config: RepoConfig) -> Outcome:
+    """/revise in the conversation: one review revising every unresolved reviewbot finding."""
+    job = ctx.job
+    comments = ctx.gh.review_comments(job.repo, job.pr_number)
+    open_threads = ctx.gh.unresolved_threads(job.repo, job.pr_number)
+    roots = [
+        c
+        for c in comments
+        if c.by_bot and c.in_reply_to is None and c.id in open_threads
+        if parse_markers(c.body).findings
+    ]
+    plan = plan_diff(ctx.gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
+    targets: list[tuple[Finding, str]] = []
+    for root in roots:
+        unit = _unit_for(plan.units, root)
+        if unit is None:
+            continue
+        replies = [c for c in comments if c.in_reply_to == root.id]
+        thread = [ThreadComment(root.id, root.author, root.body, True)] + [
+            ThreadComment(c.id, c.author, c.body, c.by_bot) for c in replies
+        ]
+        finding = Finding(unit, finding_critique(root.body))
+        targets.append((finding, revise_comment(thread, ctx.command.args)))
+    if not targets:
+        ctx.reply("There are no unresolved reviewbot findings on the current diff to revise.")
+        return Outcome("answered")
+    engine = ctx.engines(config.adapter)
+    prompts = [
+        engine.renderer.task(
+            "revise", config.extra_instructions, ORIGINAL=f.unit.original, CRITIQUE=critique
+        )
+        for f, critique in targets
+    ]
+    options = replace(config.review_options(), revise=True)
+    revised = [
+        attach_revision(f, completion, options)
+        for (f, _), completion in zip(targets, engine.generate(prompts), strict=True)
+    ]
+    review = Review(
+        units=tuple(f.unit for f in revised),
+        comments=tuple(_revision_comment(f) for f in revised if f.revision),
+        summary=None,
+        skipped=(),
+    )
+    payload = build_review_payload(
+        review, "revise", ctx.head, ctx.posted.findings, config.max_comments, job.comment_id
+    )
+    assert payload is not None  # a requested kind always posts
+    review_id = ctx.gh.post_review(job.repo, job.pr_number, payload)
+    return Outcome("posted", review_id)
+
+
+def _revision_comment(finding: Finding) -> Comment:
+    """The finding's revision as a comment; its fingerprint is the revision's own
+    (the finding's is posted already), so the same revision is never posted twice."""
+    c = to_comment(finding, revise=True)
+    key = fingerprint(c.path, f"revision {finding.critique}", c.suggestion or finding.revision)
+    return replace(c, fingerprint=key)
+
+
+@handles("summary")
+def summary(ctx: CommandContext) -> Outcome:
+    """/summary: critique → revise → summarise the PR's units; post the summary."""
+    job = ctx.job
+    config = ctx.config()
+    plan = plan_diff(ctx.gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
+    engine = ctx.engines(config.adapter)
+    options = replace(config.review_options(), revise=True, summary=True)
+    review = review_plan(plan, engine.generate, engine.renderer, options)
+    revised_units = sum(1 for c in review.comments if c.suggestion is not None)
+    reply_id = ctx.reply(summary_reply(review.summary, ctx.head, revised_units))
+    return Outcome("answered", reply_id)
+
+
+@handles("ask")
+def ask(ctx: CommandContext) -> Outcome:
+    """/ask: answer with the thread (or earlier /ask exchanges) as dialogue history."""
+    job = ctx.job
+    config = ctx.config()
+    assert job.comment_id is not None
+    question = ctx.command.args
+    if not question:
+        raise CommandError("ask a question: `/ask <question>`")
+    if job.comment_type == "review":
+        thread = ctx.gh.review_thread(job.repo, job.pr_number, job.comment_id)
+        code = thread[0].diff_hunk
+        history = _history(thread, job.comment_id)
+    else:
+        code = pr_context(ctx.gh.pull_diff(job.repo, job.pr_number))
+        history = _conversation_history(
+            ctx.gh.issue_comments(job.repo, job.pr_number), job.comment_id
+        )
+    engine = ctx.engines(config.adapter)
+    prompt = dialogue_renderer(engine.renderer).dialogue(ask_turns(code, history, question))
+    (completion,) = engine.generate([prompt])
+    answer = clean_answer(completion)
+    if not answer:
+        raise CommandError("the model produced no answer; try rephrasing the question")
+    text = answer if job.comment_type == "review" else f"{quote(question)}\n\n{answer}"
+    return Outcome("answered", ctx.reply(text))
+
+
+def _conversation_history(comments: list[CommentInfo], before: int) -> list[ThreadComment]:
+    """Earlier /ask questions in the conversation and reviewbot's answers to them."""
+    asks: dict[int, ThreadComment] = {}
+    answers: dict[int, ThreadComment] = {}
+    for c in comments:
+        if c.id >= before:
+            continue
+        if c.by_bot:
+            for answered in parse_markers(c.body).replies:
+                answers[answered] = ThreadComment(c.id, c.author, c.body, True)
+        else:
+            cmd = parse_command(c.body)
+            if cmd is not None and cmd.name == "ask" and cmd.args:
+                asks[c.id] = ThreadComment(c.id, c.author, c.body, False)
+    history: list[ThreadComment] = []
+    for ask_id, ask in sorted(asks.items()):
+        if ask_id in answers:
+            history += [ask, answers[ask_id]]
+    return history
+
+
+if HANDLERS.keys() != COMMANDS.keys():  # pragma: no cover - a programming error
+    raise ImportError(f"commands without a handler: {sorted(COMMANDS.keys() - HANDLERS.keys())}")

@@ -1,0 +1,1 @@
+"""The web process: the Flask webhook app, deduplication in Redis, the queue it feeds."""

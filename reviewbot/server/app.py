@@ -1,0 +1,237 @@
+"""The webhook server (Flask app factory): GitHub deliveries → deduplicated jobs on the queue.
+
+``POST /webhook`` hands the raw request to the sans-I/O event layer
+(:func:`reviewbot.github.events.parse_delivery`), which holds every rule of what is
+accepted; this module only transports: it answers a rejection or an ignored event,
+and for a job claims the delivery and the job key in Redis (:mod:`.dedupe`), reacts
+👀 to a command's comment and enqueues (:mod:`.queue`). A delivery that could not be
+queued is answered 503 (its claims released) so a redelivery can succeed; the server
+never answers 500 and never drops a job silently. ``GET /healthz`` reports whether
+Redis answers.
+
+Run it with ``reviewbot serve`` (:func:`run_server`) or under gunicorn:
+``gunicorn 'reviewbot.server.app:create_app_from_env()'``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from reviewbot.github.events import EventConfig, Ignored, Rejected, parse_delivery
+from reviewbot.jobs.job import Job
+from reviewbot.server.dedupe import Deduper
+from reviewbot.settings.defaults import (
+    CLAIM_PENDING_TTL,
+    DEDUPE_PREFIX,
+    MAX_WEBHOOK_BODY_BYTES,
+    REDIS_CONNECT_TIMEOUT,
+    REDIS_SOCKET_TIMEOUT,
+)
+from reviewbot.settings.server import Settings, redact_url
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[Job], None]
+#: Adds the 👀 "received" reaction to a command's comment; failures are logged only.
+Acknowledge = Callable[[Job], None]
+Answer = tuple[dict[str, Any], int]
+
+
+def make_redis(url: str) -> redis.Redis:
+    """A Redis client whose calls fail fast when the server is down."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    )
+
+
+class WebhookHandler:
+    """What the ``/webhook`` route does with a delivery: parse it, then dedupe and enqueue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        deduper: Deduper,
+        enqueue: Enqueue,
+        acknowledge: Acknowledge | None = None,
+    ) -> None:
+        self.secrets = settings.webhook_secrets
+        self.event_config = EventConfig(bot_login=settings.bot_login)
+        self.deduper = deduper
+        self.enqueue = enqueue
+        self.acknowledge = acknowledge
+
+    def handle(self, headers: Any, body: bytes) -> Answer:
+        """The answer to one delivery (its headers and raw body)."""
+        outcome = parse_delivery(headers, body, self.secrets, self.event_config)
+        if isinstance(outcome, Rejected):
+            level = logging.WARNING if outcome.status in (400, 401) else logging.INFO
+            log.log(level, "webhook rejected (%d): %s", outcome.status, outcome.reason)
+            return _error(outcome.reason, outcome.status)
+        if isinstance(outcome, Ignored):
+            level = logging.INFO if outcome.handled else logging.DEBUG
+            log.log(level, "delivery %s: %s", _delivery(headers), outcome.reason)
+            if outcome.status == "pong":
+                return {"status": "pong"}, 200
+            return {"status": outcome.status, "reason": outcome.reason}, 200
+        return self._enqueue(outcome, outcome.delivery_id or "")
+
+    def _enqueue(self, job: Job, delivery_id: str) -> Answer:
+        """Claim the delivery and the job key, enqueue, confirm; release on failure."""
+        if self.deduper.seen_delivery(delivery_id, ttl=CLAIM_PENDING_TTL):
+            log.info("delivery %s: duplicate delivery", delivery_id)
+            return {"status": "duplicate", "reason": "delivery already received"}, 200
+        try:
+            claimed = self.deduper.claim_job(job.key, ttl=CLAIM_PENDING_TTL)
+        except Exception:
+            self._release(delivery_id, None)
+            raise
+        if not claimed:
+            self._confirm(delivery_id, None)
+            log.info("delivery %s: job %s already queued", delivery_id, job.key)
+            return {"status": "duplicate", "reason": "job already queued", "key": job.key}, 200
+        if job.interactive:
+            self._acknowledge(job)
+        try:
+            self.enqueue(job)
+        except Exception:
+            log.exception("delivery %s: could not enqueue job %s", delivery_id, job.key)
+            self._release(delivery_id, job.key)
+            return _error("could not enqueue the job; retry the delivery", 503)
+        self._confirm(delivery_id, job.key)
+        log.info("delivery %s: queued job %s on %s", delivery_id, job.key, job.queue)
+        return {"status": "queued", "job": job.to_dict(), "queue": job.queue}, 202
+
+    def _acknowledge(self, job: Job) -> None:
+        """👀 on the command's comment, before the job is queued (so a fast job's
+        own reactions always come after it); the worker adds it if this fails."""
+        if self.acknowledge is None:
+            return
+        try:
+            self.acknowledge(job)
+        except Exception as exc:
+            log.warning("could not react to comment %s on %s: %s", job.comment_id, job.repo, exc)
+
+    def _confirm(self, delivery_id: str, job_key: str | None) -> None:
+        try:
+            self.deduper.confirm(delivery_id, job_key)
+        except redis.RedisError as exc:
+            # The claims expire after CLAIM_PENDING_TTL: a later redelivery would
+            # queue the job again, which the idempotent review posting tolerates.
+            log.warning("delivery %s: could not extend dedupe claims: %s", delivery_id, exc)
+
+    def _release(self, delivery_id: str, job_key: str | None) -> None:
+        try:
+            if job_key is not None:
+                self.deduper.release_job(job_key)
+            self.deduper.release_delivery(delivery_id)
+        except redis.RedisError as exc:
+            log.warning(
+                "delivery %s: could not release dedupe claims (they expire in %ss): %s",
+                delivery_id,
+                CLAIM_PENDING_TTL,
+                exc,
+            )
+
+
+def create_app(
+    settings: Settings,
+    enqueue: Enqueue | None = None,
+    redis_client: redis.Redis | None = None,
+    *,
+    dedupe_prefix: str = DEDUPE_PREFIX,
+    acknowledge: Acknowledge | None = None,
+) -> Flask:
+    """The webhook Flask app.
+
+    Default ``enqueue``: Celery ``send_task`` to ``settings.redis_url``; default
+    ``redis_client`` (dedupe, health): one for ``settings.redis_url``; default
+    ``acknowledge``: a 👀 reaction through the GitHub App when the settings carry
+    its id and key, else none (the worker reacts when it starts the job).
+    """
+    settings.require_web()
+    client = redis_client if redis_client is not None else make_redis(settings.redis_url)
+    if enqueue is None:
+        from reviewbot.server.queue import CeleryEnqueuer
+
+        enqueue = CeleryEnqueuer(settings.redis_url)
+    if acknowledge is None and settings.app_id is not None and settings.private_key:
+        from reviewbot.server.acknowledge import GitHubAcknowledger
+
+        acknowledge = GitHubAcknowledger(settings)
+    handler = WebhookHandler(settings, Deduper(client, prefix=dedupe_prefix), enqueue, acknowledge)
+    app = Flask("reviewbot")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BODY_BYTES
+    app.extensions["reviewbot"] = handler
+
+    @app.post("/webhook")
+    def webhook() -> tuple[Response, int]:
+        length = request.content_length
+        if length is not None and length > MAX_WEBHOOK_BODY_BYTES:  # refused unread
+            return _json(_error(f"body over {MAX_WEBHOOK_BODY_BYTES} bytes", 413))
+        return _json(handler.handle(request.headers, request.get_data()))
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        try:
+            alive = bool(client.ping())
+        except redis.RedisError as exc:
+            log.warning("healthz: redis unavailable: %s", exc)
+            alive = False
+        status = "ok" if alive else "unavailable"
+        return _json(({"status": status, "redis": alive}, 200 if alive else 503))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = exc.code or 500
+        return _json(_error(exc.description or exc.name, code))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _json(_error("temporary failure; retry the delivery", 503))
+
+    log.info("webhook app ready (redis %s)", redact_url(settings.redis_url))
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """The app from ``REVIEWBOT_*`` variables (for gunicorn)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(Settings.from_env())
+
+
+def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the webhook app with werkzeug's threaded server until interrupted."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, create_app(settings), threaded=True)
+    log.info("reviewbot webhook server on http://%s:%s/webhook", host, server.server_port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        server.server_close()
+
+
+def _delivery(headers: Any) -> str:
+    return str(headers.get("X-GitHub-Delivery", "")).strip() or "?"
+
+
+def _error(message: str, code: int) -> Answer:
+    return {"status": "error", "error": message}, code
+
+
+def _json(answer: Answer) -> tuple[Response, int]:
+    body, code = answer
+    return jsonify(body), code

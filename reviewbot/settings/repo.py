@@ -1,0 +1,257 @@
+"""A repository's own settings, from ``.github/reviewbot.toml`` (pure): the top layer.
+
+The file is read from the repository's default branch (so a pull request cannot
+change how it is itself reviewed). Every key is optional; top-level keys only::
+
+    include = ["src/*", "*.py"]      # if set, only paths matching one glob are reviewed
+    exclude = ["docs/*"]             # added to the built-in lockfile/vendored/generated list
+    max_comments = 20                # inline comments per review; the rest go in the body
+    revise = true                    # propose revisions (```suggestion blocks)
+    summary = false                  # add a summary of the flaws to the review body
+    drafts = false                   # review draft pull requests too (unset: the server's
+                                     # REVIEWBOT_REVIEW_DRAFTS, default false)
+    extra_instructions = "We target Python 3.9."
+    adapter = "python-reviews"       # a LoRA adapter the server knows by this name
+    deletions = "skip"               # pure-deletion hunks: "skip" (listed) or "left"
+    unauthorized = "reply"           # model commands from users without write access:
+                                     # "reply" (once per user and PR) or "ignore"
+
+Globs are :func:`fnmatch.fnmatch` patterns over the repository-relative path
+(``*`` also matches ``/``). Anything else — invalid TOML, an unknown key, a wrong
+type or value — raises :class:`RepoConfigError` with a message naming the key,
+meant to be shown to the repository's users in the review or check run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from reviewbot.settings.defaults import (
+    ADAPTER_NAME_PATTERN,
+    DEFAULT_EXCLUDES,
+    DELETION_MODES,
+    MAX_COMMENTS_LIMIT,
+    MAX_EXTRA_INSTRUCTIONS_CHARS,
+    MAX_REPO_CONFIG_BYTES,
+    MAX_REPO_GLOBS,
+    REPO_CONFIG_PATH,
+    REVIEW_DRAFTS,
+    UNAUTHORIZED_MODES,
+    DeletionMode,
+    PlanLimits,
+    ReviewOptions,
+)
+
+_ADAPTER_NAME = re.compile(ADAPTER_NAME_PATTERN)
+_DEFAULT_OPTIONS = ReviewOptions()
+_DEFAULT_LIMITS = PlanLimits()
+
+
+class RepoConfigError(ValueError):
+    """An invalid ``.github/reviewbot.toml``; the message is safe to show to users."""
+
+    user_facing = True
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"{REPO_CONFIG_PATH}: {message}")
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """The effective per-repository settings (defaults from :mod:`reviewbot.settings.defaults`)."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_comments: int = _DEFAULT_OPTIONS.max_comments
+    revise: bool = _DEFAULT_OPTIONS.revise
+    summary: bool = _DEFAULT_OPTIONS.summary
+    drafts: bool | None = None
+    """Review draft pull requests; None (unset): the server's default (:meth:`reviews_drafts`)."""
+    extra_instructions: str = ""
+    adapter: str | None = None
+    deletions: DeletionMode = _DEFAULT_LIMITS.deletions
+    unauthorized: str = UNAUTHORIZED_MODES[0]
+
+    def reviews_drafts(self, server_default: bool = REVIEW_DRAFTS) -> bool:
+        """Whether draft pull requests are reviewed: the repository's say, else the server's."""
+        return server_default if self.drafts is None else self.drafts
+
+    def plan_limits(self, base: PlanLimits = _DEFAULT_LIMITS) -> PlanLimits:
+        """``base`` with this repository's globs (excludes add to the built-in ones)."""
+        return replace(
+            base,
+            exclude_globs=base.exclude_globs + self.exclude,
+            include_globs=self.include,
+            deletions=self.deletions,
+        )
+
+    def review_options(self, base: ReviewOptions = _DEFAULT_OPTIONS) -> ReviewOptions:
+        """``base`` with this repository's revise / summary / max_comments."""
+        return replace(
+            base,
+            revise=self.revise,
+            summary=self.summary,
+            max_comments=self.max_comments,
+            extra_instructions=self.extra_instructions,
+        )
+
+    def to_toml_summary(self, server_drafts: bool = REVIEW_DRAFTS) -> str:
+        """The effective configuration as short TOML-like lines (for /help)."""
+        lines = [
+            f"include = {_toml_list(self.include)}"
+            + ("  # every path" if not self.include else ""),
+            f"exclude = {_toml_list(self.exclude)}"
+            + f"  # plus {len(DEFAULT_EXCLUDES)} built-in lockfile/vendored/generated patterns",
+            f"max_comments = {self.max_comments}",
+            f"revise = {_toml_bool(self.revise)}",
+            f"summary = {_toml_bool(self.summary)}",
+            f"drafts = {_toml_bool(self.drafts)}"
+            if self.drafts is not None
+            else f"# drafts = {_toml_bool(server_drafts)}  (unset: the server's default)",
+            f"deletions = {_toml_str(self.deletions)}",
+            f"adapter = {_toml_str(self.adapter)}"
+            if self.adapter
+            else 'adapter = ""  # the server\'s default model',
+            f"extra_instructions = {_toml_str(self.extra_instructions)}",
+            f"unauthorized = {_toml_str(self.unauthorized)}",
+        ]
+        return "\n".join(lines)
+
+
+KNOWN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RepoConfig))
+
+
+def parse_repo_config(text: str | None) -> RepoConfig:
+    """Parse the file's text; ``None`` (no file) gives the defaults."""
+    if text is None:
+        return RepoConfig()
+    if len(text.encode("utf-8", "replace")) > MAX_REPO_CONFIG_BYTES:
+        raise RepoConfigError(f"file is larger than {MAX_REPO_CONFIG_BYTES} bytes")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RepoConfigError(f"not valid TOML: {e}") from None
+    unknown = [k for k in data if k not in KNOWN_KEYS]
+    if unknown:
+        raise RepoConfigError(_unknown_key_message(unknown[0]), unknown[0])
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        values[key] = _PARSERS[key](key, value)
+    return RepoConfig(**values)
+
+
+def _unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}{hint} (known keys: {', '.join(KNOWN_KEYS)})"
+
+
+def _describe(value: Any) -> str:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{shown} ({type(value).__name__})"
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RepoConfigError(f"{key} must be true or false, got {_describe(value)}", key)
+    return value
+
+
+def _max_comments(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RepoConfigError(f"{key} must be an integer, got {_describe(value)}", key)
+    if not 0 <= value <= MAX_COMMENTS_LIMIT:
+        raise RepoConfigError(f"{key} must be between 0 and {MAX_COMMENTS_LIMIT}, got {value}", key)
+    return value
+
+
+def _globs(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise RepoConfigError(
+            f'{key} must be a list of path globs such as ["src/*"], got {_describe(value)}',
+            key,
+        )
+    if len(value) > MAX_REPO_GLOBS:
+        raise RepoConfigError(f"{key} has {len(value)} globs; at most {MAX_REPO_GLOBS}", key)
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise RepoConfigError(
+                f"{key}[{i}] must be a non-empty string glob, got {_describe(item)}", key
+            )
+    return tuple(value)
+
+
+def _extra_instructions(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise RepoConfigError(f"{key} must be a string, got {_describe(value)}", key)
+    if len(value) > MAX_EXTRA_INSTRUCTIONS_CHARS:
+        raise RepoConfigError(
+            f"{key} is {len(value)} characters long; at most {MAX_EXTRA_INSTRUCTIONS_CHARS}",
+            key,
+        )
+    return value.strip()
+
+
+def _adapter(key: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        raise RepoConfigError(
+            f"{key} must be a string (an adapter name), got {_describe(value)}", key
+        )
+    if value == "":
+        return None
+    if not _ADAPTER_NAME.fullmatch(value):
+        raise RepoConfigError(
+            f"{key} must be an adapter name (letters, digits, '.', '_', '-'; not a path), "
+            f"got {value!r}",
+            key,
+        )
+    return value
+
+
+def _deletions(key: str, value: Any) -> DeletionMode:
+    if not isinstance(value, str) or value not in DELETION_MODES:
+        choices = " or ".join(repr(m) for m in DELETION_MODES)
+        raise RepoConfigError(f"{key} must be {choices}, got {_describe(value)}", key)
+    return value  # type: ignore[return-value]
+
+
+def _unauthorized(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in UNAUTHORIZED_MODES:
+        choices = " or ".join(repr(m) for m in UNAUTHORIZED_MODES)
+        raise RepoConfigError(f"{key} must be {choices}, got {_describe(value)}", key)
+    return value
+
+
+_PARSERS: dict[str, Any] = {
+    "include": _globs,
+    "exclude": _globs,
+    "max_comments": _max_comments,
+    "revise": _bool,
+    "summary": _bool,
+    "drafts": _bool,
+    "extra_instructions": _extra_instructions,
+    "adapter": _adapter,
+    "deletions": _deletions,
+    "unauthorized": _unauthorized,
+}
+
+
+def _toml_str(value: str | None) -> str:
+    """A TOML basic string (JSON's escapes are all valid TOML escapes)."""
+    return json.dumps(value or "", ensure_ascii=False)
+
+
+def _toml_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _toml_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_toml_str(v) for v in values) + "]"

@@ -1,0 +1,342 @@
+"""The server's settings: ``REVIEWBOT_*`` environment variables, validated at start.
+
+``Settings.from_env()`` checks the format of every variable that is set and
+reports all problems at once (:class:`SettingsError`); ``require_web()`` and
+``require_worker()`` add what each process needs. Messages name the variable and
+never contain a secret value; ``repr()`` redacts secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from reviewbot.settings.defaults import (
+    DEFAULT_GITHUB_API_URL,
+    DEFAULT_QUANTIZE,
+    DEFAULT_REDIS_URL,
+    PROMPT_FORMATS,
+    QUANTIZE_CHOICES,
+    VISIBILITY_TIMEOUT,
+    GenerationSettings,
+)
+from reviewbot.settings.defaults import (
+    REVIEW_DRAFTS as DEFAULT_REVIEW_DRAFTS,
+)
+
+ENV_PREFIX = "REVIEWBOT_"
+WEBHOOK_SECRET = "REVIEWBOT_WEBHOOK_SECRET"
+APP_ID = "REVIEWBOT_APP_ID"
+PRIVATE_KEY = "REVIEWBOT_PRIVATE_KEY"
+PRIVATE_KEY_PATH = "REVIEWBOT_PRIVATE_KEY_PATH"
+GITHUB_API_URL = "REVIEWBOT_GITHUB_API_URL"
+REDIS_URL = "REVIEWBOT_REDIS_URL"
+MODEL = "REVIEWBOT_MODEL"
+ADAPTER = "REVIEWBOT_ADAPTER"
+ADAPTERS = "REVIEWBOT_ADAPTERS"
+PROMPT_FORMAT = "REVIEWBOT_PROMPT_FORMAT"
+QUANTIZE = "REVIEWBOT_QUANTIZE"
+MAX_NEW_TOKENS = "REVIEWBOT_MAX_NEW_TOKENS"
+BOT_LOGIN = "REVIEWBOT_BOT_LOGIN"
+REVIEW_DRAFTS = "REVIEWBOT_REVIEW_DRAFTS"
+VISIBILITY = "REVIEWBOT_VISIBILITY_TIMEOUT"
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+-----END [A-Z ]*PRIVATE KEY-----", re.S)
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or invalid; ``problems`` lists them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid reviewbot settings:\n{lines}")
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Validated server settings (see the module docstring for the variables)."""
+
+    webhook_secrets: tuple[str, ...] = ()
+    app_id: int | None = None
+    private_key: str | None = None
+    private_key_path: Path | None = None
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    model: str | None = None
+    adapter: str | None = None
+    adapters: dict[str, str] = field(default_factory=dict, hash=False)
+    prompt_format: str | None = None
+    quantize: str = DEFAULT_QUANTIZE
+    max_new_tokens: int = GenerationSettings().max_new_tokens
+    bot_login: str | None = None
+    review_drafts: bool = DEFAULT_REVIEW_DRAFTS
+    visibility_timeout: int = VISIBILITY_TIMEOUT
+    """Seconds before a dead worker's job is redelivered (Redis broker)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read and validate ``REVIEWBOT_*`` variables; raise SettingsError on any problem."""
+        env = _Env(environ)
+        key_text, key_path = _private_key(env)
+        settings = cls(
+            webhook_secrets=_secrets(env),
+            app_id=env.parse(APP_ID, _positive_int, "must be a positive integer"),
+            private_key=key_text,
+            private_key_path=key_path,
+            github_api_url=_http_url(env) or DEFAULT_GITHUB_API_URL,
+            redis_url=_redis_url(env) or DEFAULT_REDIS_URL,
+            model=env.get(MODEL),
+            adapter=env.get(ADAPTER),
+            adapters=_adapters(env),
+            prompt_format=env.choice(PROMPT_FORMAT, PROMPT_FORMATS),
+            quantize=env.choice(QUANTIZE, QUANTIZE_CHOICES) or DEFAULT_QUANTIZE,
+            max_new_tokens=env.parse(MAX_NEW_TOKENS, _positive_int, "must be a positive integer")
+            or GenerationSettings().max_new_tokens,
+            bot_login=env.get(BOT_LOGIN),
+            review_drafts=_or(
+                env.parse(REVIEW_DRAFTS, _bool, "must be true or false"), DEFAULT_REVIEW_DRAFTS
+            ),
+            visibility_timeout=env.parse(VISIBILITY, _positive_int, "must be a positive integer")
+            or VISIBILITY_TIMEOUT,
+        )
+        env.raise_if_problems()
+        return settings
+
+    def require_web(self) -> Settings:
+        """Check what the webhook server needs (a webhook secret); return self."""
+        problems = []
+        if not self.webhook_secrets:
+            problems.append(f"{WEBHOOK_SECRET} is required by the web server")
+        if problems:
+            raise SettingsError(problems)
+        return self
+
+    def require_worker(self) -> Settings:
+        """Check what a worker needs (App id, private key, adapter dirs); return self."""
+        problems = []
+        if self.app_id is None:
+            problems.append(f"{APP_ID} is required by the worker")
+        if self.private_key is None:
+            problems.append(f"{PRIVATE_KEY} or {PRIVATE_KEY_PATH} is required by the worker")
+        if self.adapter and not Path(self.adapter).expanduser().is_dir():
+            problems.append(f"{ADAPTER}: adapter directory {self.adapter!r} does not exist")
+        for name, path in self.adapters.items():
+            if not Path(path).expanduser().is_dir():
+                problems.append(f"{ADAPTERS}: adapter {name!r} directory {path!r} does not exist")
+        if problems:
+            raise SettingsError(problems)
+        return self
+
+    def __repr__(self) -> str:
+        shown: dict[str, object] = {
+            "webhook_secrets": _Redacted(f"<{len(self.webhook_secrets)} redacted>"),
+            "app_id": self.app_id,
+            "private_key": None if self.private_key is None else _Redacted("<redacted>"),
+            "private_key_path": self.private_key_path,
+            "github_api_url": redact_url(self.github_api_url),
+            "redis_url": redact_url(self.redis_url),
+            "model": self.model,
+            "adapter": self.adapter,
+            "adapters": self.adapters,
+            "prompt_format": self.prompt_format,
+            "quantize": self.quantize,
+            "max_new_tokens": self.max_new_tokens,
+            "bot_login": self.bot_login,
+            "review_drafts": self.review_drafts,
+            "visibility_timeout": self.visibility_timeout,
+        }
+        body = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"Settings({body})"
+
+    __str__ = __repr__
+
+
+class _Redacted(str):
+    """A placeholder whose repr is its text, without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class _Env:
+    """Reads variables (blank = unset) and collects problems."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def get(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def parse(self, name: str, convert: Callable[[str], T], requirement: str) -> T | None:
+        """``convert(value)``, or None (and a problem) when it raises ValueError."""
+        value = self.get(name)
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except ValueError:
+            self.problem(f"{name} {requirement} (got {value!r})")
+            return None
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        value = self.get(name)
+        if value is None or value in choices:
+            return value
+        self.problem(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+        return None
+
+    def raise_if_problems(self) -> None:
+        if self.problems:
+            raise SettingsError(self.problems)
+
+
+def _or(value: T | None, default: T) -> T:
+    """``value`` unless it is None (unset or invalid), else ``default``."""
+    return default if value is None else value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+def _secrets(env: _Env) -> tuple[str, ...]:
+    """The webhook secret(s); a comma-separated list allows rotation."""
+    value = env.get(WEBHOOK_SECRET)
+    if value is None:
+        return ()
+    secrets = tuple(part.strip() for part in value.split(","))
+    if any(not s for s in secrets):
+        env.problem(f"{WEBHOOK_SECRET} has an empty entry in its comma-separated list")
+        return tuple(s for s in secrets if s)
+    return secrets
+
+
+def _private_key(env: _Env) -> tuple[str | None, Path | None]:
+    """The App's PEM key from the variable (``\\n`` escapes allowed) or from a file."""
+    text, path_value = env.get(PRIVATE_KEY), env.get(PRIVATE_KEY_PATH)
+    if text is not None and path_value is not None:
+        env.problem(f"set only one of {PRIVATE_KEY} and {PRIVATE_KEY_PATH}")
+        return None, None
+    if text is not None:
+        if "\n" not in text and "\\n" in text:
+            text = text.replace("\\n", "\n")
+        return _pem(env, PRIVATE_KEY, text), None
+    if path_value is None:
+        return None, None
+    path = Path(path_value).expanduser()
+    try:
+        content = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        env.problem(f"{PRIVATE_KEY_PATH}: file {str(path)!r} does not exist")
+        return None, path
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        env.problem(f"{PRIVATE_KEY_PATH}: cannot read {str(path)!r} ({reason})")
+        return None, path
+    return _pem(env, PRIVATE_KEY_PATH, content), path
+
+
+def _pem(env: _Env, name: str, text: str) -> str | None:
+    text = text.strip() + "\n"
+    if not _PEM.search(text):
+        env.problem(f"{name} is not a PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+        return None
+    return text
+
+
+def _http_url(env: _Env) -> str | None:
+    value = env.get(GITHUB_API_URL)
+    if value is None:
+        return None
+    parts = _split(value)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        env.problem(f"{GITHUB_API_URL} must be an http(s) URL such as {DEFAULT_GITHUB_API_URL}")
+        return None
+    return value.rstrip("/")
+
+
+def _redis_url(env: _Env) -> str | None:
+    value = env.get(REDIS_URL)
+    if value is None:
+        return None
+    parts = _split(value)
+    if parts is None or parts.scheme not in REDIS_SCHEMES:
+        ok = False
+    else:
+        ok = bool(parts.path if parts.scheme == "unix" else parts.hostname)
+    if not ok:
+        env.problem(f"{REDIS_URL} must be a redis://, rediss:// or unix:// URL")
+        return None
+    return value
+
+
+def _split(url: str) -> SplitResult | None:
+    """``urlsplit(url)`` with its port checked, or None when it does not parse."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return None
+    return parts
+
+
+def _adapters(env: _Env) -> dict[str, str]:
+    """``name=/dir,other=/dir2`` → ``{"name": "/dir", "other": "/dir2"}``."""
+    value = env.get(ADAPTERS)
+    if value is None:
+        return {}
+    adapters: dict[str, str] = {}
+    for item in value.split(","):
+        name, sep, path = (s.strip() for s in item.partition("="))
+        if not sep or not name or not path:
+            env.problem(f"{ADAPTERS} entries must read name=/dir (got {item.strip()!r})")
+        elif name in adapters:
+            env.problem(f"{ADAPTERS} names adapter {name!r} twice")
+        else:
+            adapters[name] = path
+    return adapters
