@@ -330,7 +330,6 @@ def test_hf_dataset_without_datasets_installed_is_a_clear_error(
 
 
 def test_hf_dataset_from_a_local_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     data = tmp_path / "se"
     data.mkdir()
