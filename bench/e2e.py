@@ -17,7 +17,7 @@ figures are printed as the cold start); then the measured one. Stages, back to
 back on one clock: webhook (POST sent until the app logged the job queued: HMAC,
 dedupe, ``send_task``; the 202 itself is reported apart), queue wait (until the
 worker logged ``job … started``), then the worker's ``timings:`` line
-(reviewbot/service.py): fetch (markers, pull request, check run, repository
+(reviewbot/runners/review.py): fetch (markers, pull request, check run, repository
 config, diff), plan, model (engine lookup: the model load on a cold start),
 generate (critiques and revisions), post (review, check run completion), and
 other (the rest of the job: Celery, client set-up, logging). The total runs
