@@ -6,11 +6,11 @@
 The real parts, as the end-to-end tests run them: the GitHub stand-in
 (tests/github_standin.py) on loopback serves a pull request whose diff is a
 deterministic, synthetic change of ``--hunks`` hunks over four Python modules;
-the real Flask app (``reviewbot.web.create_app``) takes the signed
+the real Flask app (``reviewbot.server.app.create_app``) takes the signed
 ``pull_request.opened`` delivery over HTTP and enqueues the job through Celery
-into Redis (DB ``--db``, flushed before and after); a real ``celery worker``
-subprocess (solo pool) runs it with the model (on CUDA when torch sees a GPU,
-else on the CPU) and posts the review to the stand-in.
+into Redis (DB ``--db``, flushed before and after); a real worker subprocess
+(``reviewbot worker``: prefork, one child) runs it with the model (on CUDA when torch
+sees a GPU, else on the CPU) and posts the review to the stand-in.
 
 A one-hunk pull request goes first, so that the model is loaded and warm (its
 figures are printed as the cold start); then the measured one. Stages, back to

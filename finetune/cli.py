@@ -55,8 +55,9 @@ def _add_harvest(group: argparse._SubParsersAction) -> None:
         "harvest",
         help="turn a repository's human review comments into training examples",
         description="Walk the pull requests merged since DATE and keep the inline review"
-        " comments people wrote (bots, reviewbot's own comments, replies and the PR"
-        " author's comments are left out); ```suggestion blocks become revisions.",
+        " comments the team wrote (owners, members and collaborators; bots, reviewbot's own"
+        " comments, replies and the PR author's comments are left out); ```suggestion"
+        " blocks become revisions.",
     )
     p.add_argument("repo", metavar="OWNER/REPO")
     p.add_argument("--since", required=True, type=_date, metavar="DATE", help="merged on or after")
@@ -69,6 +70,11 @@ def _add_harvest(group: argparse._SubParsersAction) -> None:
         help="REST API base URL (GitHub Enterprise: https://HOST/api/v3)",
     )
     p.add_argument("--max-pulls", type=int, default=None, metavar="N", help="stop after N PRs")
+    p.add_argument(
+        "--any-author",
+        action="store_true",
+        help="also keep comments by people outside the team (anyone could plant them)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_harvest)
 
@@ -96,6 +102,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
                 args.until,
                 max_pulls=args.max_pulls,
                 progress=not args.no_progress,
+                any_author=args.any_author,
             )
     except GitHubError as e:
         raise CliError(str(e)) from None

@@ -6,16 +6,17 @@ Hunks themselves are parsed by reviewbot's one hunk parser
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 
 from reviewbot.review.hunks import Hunk, HunkError
 
-_SUGGESTION = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*suggestion[^\n]*\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$",
-    re.S | re.M,
-)
+#: A ```suggestion opening line, and a line that only holds a fence (a closing one).
+_OPEN = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*suggestion")
+_CLOSE = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*")
 
 
 def strip_markers(code: str) -> str:
@@ -35,17 +36,41 @@ class SplitComment:
 
 
 def split_suggestion(comment: str) -> SplitComment:
-    """Separate a ```suggestion block from the prose of a review comment."""
-    comment = comment.replace("\r\n", "\n")
-    m = _SUGGESTION.search(comment)
-    if m is None:
-        return SplitComment(comment.strip(), None)
-    body = m.group("body")
-    if body.endswith("\n"):
-        body = body[:-1]
-    prose = (comment[: m.start()] + comment[m.end() :]).strip()
-    prose = _SUGGESTION.sub("", prose).strip()
-    return SplitComment(re.sub(r"\n{3,}", "\n\n", prose), body)
+    """Separate a ```suggestion block from the prose of a review comment.
+
+    The first closed suggestion block is the suggestion; every suggestion block is
+    taken out of the prose. Linear in the comment's length (comments are harvested
+    from anyone's pull requests): each fence is matched with the next closing line
+    of the same fence, found by bisection.
+    """
+    lines = comment.replace("\r\n", "\n").split("\n")
+    closers: dict[str, list[int]] = defaultdict(list)
+    for i, line in enumerate(lines):
+        m = _CLOSE.fullmatch(line)
+        if m:
+            closers[m.group(1)].append(i)
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        found = closers.get(m.group(1), []) if m else []
+        after = bisect.bisect_right(found, i)
+        if m and after < len(found):
+            spans.append((i, found[after]))
+            i = found[after] + 1
+        else:
+            i += 1
+    if not spans:
+        return SplitComment("\n".join(lines).strip(), None)
+    kept: list[str] = []
+    start = 0
+    for first, last in spans:
+        kept += [*lines[start:first], ""]
+        start = last + 1
+    kept += lines[start:]
+    prose = "\n".join(kept).strip()
+    first, last = spans[0]
+    return SplitComment(re.sub(r"\n{3,}", "\n\n", prose), "\n".join(lines[first + 1 : last]))
 
 
 def infer_start(

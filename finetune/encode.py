@@ -1,9 +1,14 @@
 """Examples → token ids with loss only on the response (prompt labels are -100).
 
-The prompt is tokenized exactly as :meth:`reviewbot.model.generation.Engine.encode` does
-at serving time (special tokens unless the prompt already starts with BOS), and
-the target separately, followed by EOS: the model learns to continue the very
-token sequence it will be given when it reviews.
+The prompt is rendered by the renderer serving uses
+(:func:`reviewbot.model.adapters.make_renderer`) and tokenized exactly as
+:meth:`reviewbot.model.generation.Engine.encode` does at serving time
+(:func:`reviewbot.model.generation.prompt_token_ids`), and the target separately,
+followed by EOS: the model learns to continue the very token sequence it will be
+given when it reviews. Untrusted text becomes no special token in either: the
+renderer neutralises special-token strings in the prompt's fields and in the
+target (a reviewer's comment is untrusted too), so the only special tokens are
+the template's own and the EOS appended here.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune.examples import Example
-from reviewbot.model.generation import truncate_middle
+from reviewbot.model.generation import prompt_token_ids, truncate_middle
 from reviewbot.review.prompts import Renderer
 
 IGNORE_INDEX = -100
@@ -30,9 +35,7 @@ class Encoded:
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of ``prompt`` as the engine encodes it."""
-    bos = tokenizer.bos_token
-    special = not (bos and prompt.startswith(bos))
-    return list(tokenizer(prompt, add_special_tokens=special)["input_ids"])
+    return prompt_token_ids(tokenizer, prompt)
 
 
 def encode_example(
@@ -47,7 +50,8 @@ def encode_example(
     if max_length < 4:
         raise ValueError("max_length must be at least 4 tokens")
     prompt = prompt_ids(tokenizer, example.prompt(renderer))
-    target = list(tokenizer(example.target, add_special_tokens=False)["input_ids"])
+    target_text = renderer.neutralise(example.target)
+    target = list(tokenizer(target_text, add_special_tokens=False)["input_ids"])
     if tokenizer.eos_token_id is not None:
         target.append(int(tokenizer.eos_token_id))
     prompt_budget = max(max_length - len(target), max_length // 2)

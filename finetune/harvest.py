@@ -25,7 +25,11 @@ from typing import Any, TypeVar
 from finetune.examples import Example, dedupe
 from finetune.sources import Skip, SourceError, from_review_comment
 from reviewbot.github.client import GitHubClient
-from reviewbot.settings.defaults import BOT_LOGIN_SUFFIX, REVIEWBOT_MARKER_PREFIX
+from reviewbot.settings.defaults import (
+    BOT_LOGIN_SUFFIX,
+    REVIEWBOT_MARKER_PREFIX,
+    TRUSTED_ASSOCIATIONS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +79,23 @@ def is_bot(user: dict[str, Any] | None) -> bool:
     return user.get("type") == "Bot" or str(user.get("login") or "").endswith(BOT_LOGIN_SUFFIX)
 
 
-def skip_reason(comment: dict[str, Any], pr_author: str) -> str | None:
-    """Why a review comment (GitHub's JSON) is not training data, or None."""
+def skip_reason(
+    comment: dict[str, Any],
+    pr_author: str,
+    trusted: frozenset[str] | None = TRUSTED_ASSOCIATIONS,
+) -> str | None:
+    """Why a review comment (GitHub's JSON) is not training data, or None.
+
+    ``trusted``: the ``author_association`` values whose comments are kept (the team:
+    owners, members, collaborators), so outsiders cannot plant training data; None
+    keeps every author's.
+    """
     user = comment.get("user") or {}
     if is_bot(user):
         return "written by a bot"
+    association = comment.get("author_association") or "NONE"
+    if trusted is not None and association not in trusted:
+        return f"not by the team (author_association {association})"
     body = str(comment.get("body") or "")
     if REVIEWBOT_MARKER_PREFIX in body:
         return "posted by reviewbot (marker)"
@@ -121,13 +137,17 @@ def comment_record(repo: str, pr: int, comment: dict[str, Any]) -> dict[str, Any
 
 
 def comment_examples(
-    repo: str, pull: MergedPull, comments: Iterable[dict[str, Any]], report: HarvestReport
+    repo: str,
+    pull: MergedPull,
+    comments: Iterable[dict[str, Any]],
+    report: HarvestReport,
+    trusted: frozenset[str] | None = TRUSTED_ASSOCIATIONS,
 ) -> list[Example]:
     """Examples from one pull request's review comments; counts go to ``report``."""
     out: list[Example] = []
     for comment in comments:
         report.comments += 1
-        reason = skip_reason(comment, pull.author)
+        reason = skip_reason(comment, pull.author, trusted)
         if reason is not None:
             report.skipped[reason] += 1
             continue
@@ -188,8 +208,14 @@ def harvest(
     until: datetime | None = None,
     max_pulls: int | None = None,
     progress: bool = False,
+    any_author: bool = False,
 ) -> HarvestReport:
-    """Examples from the review comments of ``repo``'s pull requests merged since ``since``."""
+    """Examples from the review comments of ``repo``'s pull requests merged since ``since``.
+
+    Only the team's comments count (author_association OWNER, MEMBER or COLLABORATOR)
+    unless ``any_author``.
+    """
+    trusted = None if any_author else TRUSTED_ASSOCIATIONS
     from tqdm.auto import tqdm
 
     report = HarvestReport(repo)
@@ -200,7 +226,7 @@ def harvest(
                 break
             report.pulls += 1
             comments = client.review_comments(repo, pull.number)
-            examples.extend(comment_examples(repo, pull, comments, report))
+            examples.extend(comment_examples(repo, pull, comments, report, trusted))
             bar.update(1)
             bar.set_postfix(comments=report.comments, examples=len(examples))
     report.examples = dedupe(examples)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reviewbot import __version__
-from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.cli_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
 from reviewbot.review.units import DiffError
 from reviewbot.settings.defaults import (
     DEFAULT_QUANTIZE,
@@ -21,6 +21,8 @@ from reviewbot.settings.defaults import (
     QUANTIZE_CHOICES,
     QUEUE_INTERACTIVE,
     QUEUE_REVIEWS,
+    WEB_WORKER_TIMEOUT,
+    WEB_WORKERS,
     GenerationSettings,
     PlanLimits,
     ReviewOptions,
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_review(sub)
     _add_serve(sub)
     _add_worker(sub)
+    _add_dead_letters(sub)
     from finetune.cli import register as register_finetune
 
     register_finetune(sub)
@@ -46,9 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the GitHub webhook server")
+    p = sub.add_parser("serve", help="run the GitHub webhook server (gunicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=WEB_WORKERS, help="server processes")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=WEB_WORKER_TIMEOUT,
+        help="seconds before a stuck server process is replaced",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -77,28 +87,137 @@ def _settings(require: str):
 def cmd_serve(args: argparse.Namespace) -> int:
     from reviewbot.server.app import run_server
 
-    run_server(_settings("web"), host=args.host, port=args.port)
+    if args.workers < 1 or args.timeout < 1:
+        raise CliError("--workers and --timeout must be positive", EXIT_USAGE)
+    run_server(_settings("web"), args.host, args.port, workers=args.workers, timeout=args.timeout)
     return EXIT_OK
+
+
+def worker_argv(queues: str, loglevel: str, hostname: str | None = None) -> list[str]:
+    """The ``celery worker`` arguments of ``reviewbot worker`` (the end-to-end tests run
+    this same command).
+
+    The prefork pool with one child: the child runs the jobs and loads the model once,
+    on its first job; the parent enforces Celery's time limits (the solo pool enforces
+    none), replaces a child that died, and has the job redelivered. Prefetch 1: one job
+    at a time. Gossip, mingle and heartbeats are off: reviewbot's workers share nothing
+    but the queue, and they would only add Redis traffic and startup time.
+    """
+    argv = [
+        "worker",
+        "--pool=prefork",
+        "--concurrency=1",
+        f"--queues={queues}",
+        f"--loglevel={loglevel}",
+        "--prefetch-multiplier=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    return argv
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A Celery worker with GPU-safe defaults: one process (solo pool), prefetch 1,
-    the model loaded once in that process on its first job."""
+    """A Celery worker with GPU-safe defaults (see :func:`worker_argv`)."""
     _settings("worker")  # clear errors before Celery starts
     from worker.app import app
 
-    argv = [
-        "worker",
-        "--pool=solo",
-        "--concurrency=1",
-        f"--queues={args.queues}",
-        f"--loglevel={args.loglevel}",
-        "--prefetch-multiplier=1",
-    ]
-    if args.hostname:
-        argv.append(f"--hostname={args.hostname}")
-    app.worker_main(argv)
+    app.worker_main(worker_argv(args.queues, args.loglevel, args.hostname))
     return EXIT_OK
+
+
+def _add_dead_letters(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dead-letters",
+        help="jobs given up after failing or killing their worker too often: list, requeue",
+    )
+    actions = p.add_subparsers(dest="action", required=True)
+    ls = actions.add_parser("list", help="list the dead letters, oldest first")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.set_defaults(func=cmd_dead_letters_list)
+    rq = actions.add_parser(
+        "requeue", help="put dead letters back on their queue, their attempt count reset"
+    )
+    rq.add_argument("keys", nargs="*", metavar="KEY", help="job keys (as listed)")
+    rq.add_argument("--all", action="store_true", help="requeue every dead letter")
+    rq.set_defaults(func=cmd_dead_letters_requeue)
+
+
+def _dead_letters():
+    """(settings, the dead letters in the queue's Redis) for the dead-letters commands."""
+    import redis
+
+    from reviewbot.settings.defaults import REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT
+    from reviewbot.settings.server import Settings, SettingsError
+    from worker.deadletters import DeadLetters
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    )
+    return settings, DeadLetters(client)
+
+
+def _redis_error(url: str, e: Exception) -> CliError:
+    from reviewbot.settings.server import redact_url
+
+    return CliError(f"cannot use Redis at {redact_url(url)}: {e}")
+
+
+def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    import redis
+
+    settings, letters = _dead_letters()
+    try:
+        found = letters.letters()
+    except redis.RedisError as e:
+        raise _redis_error(settings.redis_url, e) from e
+    for d in found:
+        if args.json:
+            print(json.dumps(d.to_dict()))
+        else:
+            when = datetime.fromtimestamp(d.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            print(f"{d.job.key}\t{when}\t{d.attempts} attempts\t{d.reason}")
+    if not found and not args.json:
+        print("no dead letters", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_dead_letters_requeue(args: argparse.Namespace) -> int:
+    import redis
+    from kombu.exceptions import OperationalError
+
+    from reviewbot.server.queue import CeleryEnqueuer
+    from worker.deadletters import DeadLetterError
+
+    if args.all == bool(args.keys):
+        raise CliError("name the job keys to requeue, or --all (not both)", EXIT_USAGE)
+    settings, letters = _dead_letters()
+    code = EXIT_OK
+    try:
+        keys = [d.job.key for d in letters.letters()] if args.all else args.keys
+        enqueue = CeleryEnqueuer(settings.redis_url)
+        for key in keys:
+            try:
+                job = letters.requeue(key, enqueue)
+            except DeadLetterError as e:
+                print(f"reviewbot: error: {e}", file=sys.stderr)
+                code = EXIT_FAILURE
+            else:
+                print(f"requeued {job.key} on the {job.queue} queue")
+    except (redis.RedisError, OperationalError) as e:
+        raise _redis_error(settings.redis_url, e) from e
+    return code
 
 
 def _add_review(sub: argparse._SubParsersAction) -> None:

@@ -1,11 +1,14 @@
-"""A real ``celery worker`` subprocess (solo pool) for the end-to-end tests and bench/e2e.py.
+"""A real worker subprocess for the end-to-end tests and bench/e2e.py: ``reviewbot worker``.
 
-Its log goes to a file, which is what the callers read: the worker says when it is
-ready, when each job starts and finishes, and its stage timings.
+The production command itself (``python -m reviewbot.cli worker``): Celery's prefork
+pool, whose parent process enforces the time limits and whose one child runs the
+jobs. Its log goes to a file, which is what the callers read: the worker says when
+it is ready, when each job starts and finishes, and its stage timings.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -15,7 +18,15 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CELERY = Path(sys.executable).parent / "celery"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 class WorkerError(RuntimeError):
@@ -23,25 +34,17 @@ class WorkerError(RuntimeError):
 
 
 class CeleryWorker:
-    """``celery -A worker.app worker --pool=solo`` on the interactive and review queues."""
+    """``reviewbot worker`` on the interactive and review queues (the default)."""
 
     def __init__(self, env: dict[str, str], log: Path, name: str = "e2e") -> None:
         self.log = log
         self.out = open(log, "a")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
-                str(CELERY),
-                "-A",
-                "worker.app",
+                sys.executable,
+                "-m",
+                "reviewbot.cli",
                 "worker",
-                "--pool=solo",
-                "--concurrency=1",
-                "-Q",
-                "interactive,reviews",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
                 f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h",
             ],
             cwd=ROOT,
@@ -75,9 +78,36 @@ class CeleryWorker:
         regex = re.compile(pattern, re.MULTILINE)
         return self._poll(regex.search, timeout, what or pattern)
 
+    def job_processes(self) -> list[int]:
+        """The pids of the pool's child processes (the one that runs the jobs)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except FileNotFoundError:
+            return []
+
     def kill(self) -> None:
+        """SIGKILL the worker's parent process; its job process dies with it (Celery
+        gives it a parent-death signal), and this waits until it has."""
+        children = self.job_processes()
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+        self._wait_gone(children)
+
+    def kill_job_process(self) -> int:
+        """SIGKILL the child running the jobs, as the kernel's out-of-memory killer would;
+        the parent lives on, has the job redelivered and starts a new child. Its pid."""
+        (child,) = self.job_processes()
+        os.kill(child, signal.SIGKILL)
+        self._wait_gone([child])
+        return child
+
+    def _wait_gone(self, pids: list[int], timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                raise WorkerError(f"worker processes {pids} outlived their SIGKILL")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -56,6 +56,18 @@ _TEMPLATE_API = "https://api.github.com"
 _TEMPLATE_HTML = "https://github.com"
 
 
+def _association(repo: _Repo, user: dict[str, Any]) -> str:
+    """GitHub's ``author_association`` of ``user`` on ``repo``: OWNER for the repository's
+    owner, COLLABORATOR for anyone given a role, NONE otherwise (organisations and
+    earlier contributions are not modelled)."""
+    login = user.get("login")
+    if login == repo.full_name.split("/")[0]:
+        return "OWNER"
+    if repo.roles.get(login, "none") != "none":
+        return "COLLABORATOR"
+    return "NONE"
+
+
 def _now_iso(offset: float = 0.0) -> str:
     when = datetime.fromtimestamp(time.time() + offset, UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -255,6 +267,8 @@ class GitHubStandIn:
         self._requests: list[RecordedRequest] = []
         self._reactions: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._next_id = 1000
+        self._users: dict[str, tuple[str, str]] = {}
+        """Every account the stand-in has shown, by lowercased login: (login, type)."""
         self.issued_tokens: list[str] = []
         self.seen_jwts: list[str] = []
         self._app = self._build_app()
@@ -481,6 +495,24 @@ class GitHubStandIn:
             pull.comments.append(comment)
             return copy.deepcopy(comment)
 
+    def add_review(
+        self,
+        full_name: str,
+        number: int,
+        body: str,
+        login: str = "Codertocat",
+        user_type: str = "User",
+        state: str = "COMMENTED",
+    ) -> dict[str, Any]:
+        """A person's review of the pull request at its head, with ``body`` and no comments."""
+        with self._lock:
+            repo = self._repo(full_name)
+            pull = repo.pulls[number]
+            user = self._user(login, user_type)
+            review = self._review_json(repo, pull, self._new_id(), body, state, pull.head_sha, user)
+            pull.reviews.append(review)
+            return copy.deepcopy(review)
+
     def add_issue_comment(
         self, full_name: str, number: int, body: str, login: str = "Codertocat", user_type="User"
     ) -> dict[str, Any]:
@@ -532,6 +564,8 @@ class GitHubStandIn:
         ]
 
     def _user(self, login: str, user_type: str = "User") -> dict[str, Any]:
+        with self._lock:
+            self._users.setdefault(login.lower(), (login, user_type))
         user = _rewrite(
             _fixture("pull_request.opened.json")["sender"],
             [("Codertocat", login), (_TEMPLATE_API, self.url)],
@@ -638,7 +672,7 @@ class GitHubStandIn:
             "state": state,
             "html_url": html,
             "pull_request_url": api,
-            "author_association": "NONE",
+            "author_association": _association(repo, user),
             "_links": {"html": {"href": html}, "pull_request": {"href": api}},
             "submitted_at": None if state == "PENDING" else _now_iso(),
             "commit_id": commit,
@@ -677,7 +711,7 @@ class GitHubStandIn:
             "updated_at": _now_iso(),
             "html_url": html,
             "pull_request_url": f"{api}/{pull.number}",
-            "author_association": "NONE",
+            "author_association": _association(repo, user),
             "_links": {
                 "self": {"href": f"{api}/comments/{cid}"},
                 "html": {"href": html},
@@ -713,6 +747,7 @@ class GitHubStandIn:
             html_url=html,
             body=body,
             user=user,
+            author_association=_association(repo, user),
             in_reply_to_id=to,
             created_at=_now_iso(),
             updated_at=_now_iso(),
@@ -737,6 +772,7 @@ class GitHubStandIn:
             issue_url=f"{api}/{pull.number}",
             body=body,
             user=user,
+            author_association=_association(repo, user),
             created_at=_now_iso(),
             updated_at=_now_iso(),
         )
@@ -779,6 +815,9 @@ class GitHubStandIn:
         routes = [
             ("/app/installations/<int:iid>/access_tokens", self._access_token, ["POST"]),
             ("/app/installations/<int:iid>", self._installation, ["GET"]),
+            ("/app", self._get_app, ["GET"]),
+            ("/users/<login>", self._get_user, ["GET"]),
+            ("/user", self._get_authenticated_user, ["GET"]),
             ("/repos/<owner>/<name>", self._get_repo, ["GET"]),
             ("/repos/<owner>/<name>/pulls", self._list_pulls, ["GET"]),
             ("/repos/<owner>/<name>/pulls/<int:number>", self._get_pull, ["GET"]),
@@ -827,6 +866,11 @@ class GitHubStandIn:
             ),
             ("/graphql", self._graphql, ["POST"]),
             ("/repos/<owner>/<name>/check-runs", self._create_check_run, ["POST"]),
+            (
+                "/repos/<owner>/<name>/commits/<path:ref>/check-runs",
+                self._list_check_runs_for_ref,
+                ["GET"],
+            ),
             ("/repos/<owner>/<name>/check-runs/<int:run_id>", self._get_check_run, ["GET"]),
             ("/repos/<owner>/<name>/check-runs/<int:run_id>", self._update_check_run, ["PATCH"]),
         ]
@@ -912,6 +956,8 @@ class GitHubStandIn:
     def _authenticate(self, credential: tuple[str, str] | None) -> Response | None:
         """401 unless the request carries the credential its endpoint needs."""
         needs_jwt = request.path.startswith("/app")
+        if credential is None and request.method == "GET" and request.path.startswith("/users/"):
+            return None  # public profiles need no authentication
         if credential is None:
             return _error(401, "Requires authentication")
         kind, value = credential
@@ -985,6 +1031,64 @@ class GitHubStandIn:
             },
             201,
         )
+
+    def _get_app(self) -> Response:
+        """``GET /app``: the authenticated App (its JWT), GitHub's documented shape."""
+        owner = self._user("octo-org", "Organization")
+        return _json(
+            {
+                "id": self.app_id,
+                "slug": APP_SLUG,
+                "node_id": _node_id("A", self.app_id),
+                "client_id": f"Iv1.{hashlib.sha1(str(self.app_id).encode()).hexdigest()[:16]}",
+                "owner": owner,
+                "name": APP_SLUG,
+                "description": "Self-hosted AI code review",
+                "external_url": "https://example.com/reviewbot",
+                "html_url": f"{_TEMPLATE_HTML}/apps/{APP_SLUG}",
+                "created_at": "2024-01-02T03:04:05Z",
+                "updated_at": "2024-01-02T03:04:05Z",
+                "permissions": {
+                    "checks": "write",
+                    "contents": "read",
+                    "metadata": "read",
+                    "pull_requests": "write",
+                },
+                "events": ["issue_comment", "pull_request", "pull_request_review_comment"],
+                "installations_count": 1,
+            }
+        )
+
+    def _get_authenticated_user(self) -> Response:
+        """``GET /user``: the token's own account (an installation token has none: 403)."""
+        if g.get("installation_id") is not None:
+            return _error(403, "Resource not accessible by integration")
+        return self._get_user(g.user["login"])
+
+    def _get_user(self, login: str) -> Response:
+        """``GET /users/{login}``: a public profile (404 for an account never shown)."""
+        with self._lock:
+            known = self._users.get(login.lower())
+        if known is None:
+            return _error(404, "Not Found")
+        user = self._user(*known)
+        user.update(
+            name=None,
+            company=None,
+            blog="",
+            location=None,
+            email=None,
+            hireable=None,
+            bio=None,
+            twitter_username=None,
+            public_repos=0,
+            public_gists=0,
+            followers=0,
+            following=0,
+            created_at="2024-01-02T03:04:05Z",
+            updated_at="2024-01-02T03:04:05Z",
+        )
+        return _json(user)
 
     def _installation(self, iid: int) -> Response:
         data = _rewrite(
@@ -1305,6 +1409,43 @@ class GitHubStandIn:
             repo.check_runs[run_id] = self._check_run_json(repo, run_id, fields)
             return _json(repo.check_runs[run_id], 201)
 
+    def _list_check_runs_for_ref(self, owner: str, name: str, ref: str) -> Response:
+        """GET /repos/{o}/{r}/commits/{ref}/check-runs: ``ref`` a sha or a branch name;
+        filtered by ``check_name``, ``status`` and ``app_id``; ``filter=latest`` (the
+        default) keeps the newest run of each name and app, ``filter=all`` keeps all.
+        Newest first, paginated, as ``{"total_count": n, "check_runs": [...]}``."""
+        args = request.args
+        status, which = args.get("status"), args.get("filter", "latest")
+        if status is not None and status not in ("queued", "in_progress", "completed"):
+            return _unprocessable(f"Invalid status {status!r}")
+        if which not in ("latest", "all"):
+            return _unprocessable(f"Invalid filter {which!r}")
+        with self._lock:
+            repo = self._repo_or_404(owner, name)
+            if isinstance(repo, Response):
+                return repo
+            heads = {p.head_ref: p.head_sha for p in repo.pulls.values()}
+            sha = heads.get(ref, ref)
+            runs = sorted(
+                (r for r in repo.check_runs.values() if r["head_sha"] == sha),
+                key=lambda r: -r["id"],
+            )
+            if "check_name" in args:
+                runs = [r for r in runs if r["name"] == args["check_name"]]
+            if "app_id" in args:
+                runs = [r for r in runs if str(r["app"]["id"]) == args["app_id"]]
+            if which == "latest":
+                seen: set[tuple[Any, str]] = set()
+                latest = []
+                for r in runs:
+                    if (r["app"]["id"], r["name"]) not in seen:
+                        seen.add((r["app"]["id"], r["name"]))
+                        latest.append(r)
+                runs = latest
+            if status is not None:
+                runs = [r for r in runs if r["status"] == status]
+            return _paginate(copy.deepcopy(runs), key="check_runs")
+
     def _get_check_run(self, owner: str, name: str, run_id: int) -> Response:
         with self._lock:
             repo = self._repo_or_404(owner, name)
@@ -1504,8 +1645,9 @@ def _failure_response(f: _Failure) -> Response:
     return response
 
 
-def _paginate(items: list[Any]) -> Response:
-    """One page of ``items`` with GitHub's ``Link`` header (``page`` / ``per_page``)."""
+def _paginate(items: list[Any], key: str | None = None) -> Response:
+    """One page of ``items`` with GitHub's ``Link`` header (``page`` / ``per_page``);
+    ``key``: the page goes in an object, ``{"total_count": n, key: [...]}``."""
     per_page = max(1, min(100, int(request.args.get("per_page", 30))))
     page = max(1, int(request.args.get("page", 1)))
     last = max(1, -(-len(items) // per_page))
@@ -1520,7 +1662,8 @@ def _paginate(items: list[Any]) -> Response:
         links += [link(page + 1, "next"), link(last, "last")]
     if page > 1:
         links += [link(1, "first"), link(page - 1, "prev")]
-    return _json(chunk, headers={"Link": ", ".join(links)} if links else None)
+    body: Any = chunk if key is None else {"total_count": len(items), key: chunk}
+    return _json(body, headers={"Link": ", ".join(links)} if links else None)
 
 
 # --- fixtures --------------------------------------------------------------------------

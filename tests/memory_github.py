@@ -5,9 +5,13 @@ way the production :class:`reviewbot.github.client.GitHubClient` behaves against
 GitHub: unknown pulls, files and comments are 404s, reactions are per app and
 content (adding one twice returns the same id), replies need their reply marker and
 go to the thread's root, inline comments outside the PR's diff are refused with a
-422 and then moved into the review body as the client does. Tests set up state with
-``add_*``/``set_*``, inject failures with :meth:`InMemoryGitHub.fail`, and assert on
-the write logs (``reviews``, ``replies``, ``reaction_log``, ``check_runs``).
+422 and then moved into the review body as the client does. Like the client, only
+what the App's own account (:data:`IDENTITY`) wrote counts as reviewbot's: ``markers``
+reads its reviews and comments alone, ``CommentInfo.by_reviewbot`` marks its comments.
+Tests set up state with ``add_*``/``set_*``, inject failures with
+:meth:`InMemoryGitHub.fail`, and assert on the write logs (``reviews``, ``replies``,
+``reaction_log``, ``check_runs``); ``gh.locks`` is a pull-request lock that logs
+``lock``/``unlock`` into ``gh.calls``.
 
 :class:`ScriptedModel` is a ``ModelPort`` whose completions come from a function of
 the prompt; its :meth:`~ScriptedModel.engines` is the runners' ``EngineProvider``.
@@ -15,12 +19,14 @@ the prompt; its :meth:`~ScriptedModel.engines` is the runners' ``EngineProvider`
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reviewbot.github.data import CommentInfo, PullInfo
+from reviewbot.github.data import BotIdentity, CommentInfo, PullInfo
 from reviewbot.github.errors import GitHubError
 from reviewbot.github.markers import Markers, parse_markers, reply_marker
 from reviewbot.github.payload import (
@@ -32,7 +38,7 @@ from reviewbot.github.payload import (
 from reviewbot.review.diffplan import plan_diff
 from reviewbot.review.hunks import Hunk, parse_patch
 from reviewbot.review.prompts import Renderer
-from reviewbot.runners.ports import GitHubPort, ModelPort
+from reviewbot.runners.ports import GitHubPort, LocalPullLocks, ModelPort, PullLocks
 from reviewbot.settings.defaults import (
     CHECK_RUN_CONCLUSIONS,
     CHECK_RUN_SUMMARY_MAX_CHARS,
@@ -41,8 +47,17 @@ from reviewbot.settings.defaults import (
 )
 from reviewbot.settings.repo import RepoConfig, parse_repo_config
 
+
+def user_id(login: str) -> int:
+    """A stable user id per login (GitHub's ids never change with the account)."""
+    return int.from_bytes(hashlib.sha256(login.lower().encode()).digest()[:4], "big")
+
+
 #: The App's own login: what it posts is authored by this bot.
 BOT = "reviewbot[bot]"
+BOT_ID = user_id(BOT)
+#: reviewbot's own account: only what it wrote counts as reviewbot's.
+IDENTITY = BotIdentity(BOT, BOT_ID)
 
 PR = tuple[str, int]
 
@@ -58,6 +73,8 @@ class PostedReview:
     body: str
     event: str
     comments: list[CommentInfo]
+    author: str = BOT
+    """Who submitted the review (the App, unless a test says otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,7 @@ class CheckRun:
     id: int
     repo: str
     head_sha: str
+    external_id: str = ""
     status: str = "in_progress"
     conclusion: str | None = None
     title: str = ""
@@ -137,6 +155,8 @@ class InMemoryGitHub:
         self.reaction_log: list[tuple[str, str, int, str]] = []
         """("add" | "remove", comment type, comment id, content), in order."""
         self.check_runs: list[CheckRun] = []
+        self.locks: PullLocks = RecordingPullLocks(self.calls)
+        """A pull-request lock for the runners that logs "lock"/"unlock" into ``calls``."""
 
     # -- setting up ----------------------------------------------------------------------
 
@@ -179,7 +199,14 @@ class InMemoryGitHub:
         self, repo: str, number: int, body: str, login: str = "octocat", author_type: str = "User"
     ) -> int:
         """A comment in the PR's conversation tab; returns its id."""
-        comment = CommentInfo(next(self._ids), login, author_type, body)
+        comment = CommentInfo(
+            next(self._ids),
+            login,
+            author_type,
+            body,
+            author_id=user_id(login),
+            by_reviewbot=IDENTITY.is_account(login, user_id(login)),
+        )
         self._issue_comments.setdefault((repo, number), []).append(comment)
         return comment.id
 
@@ -214,13 +241,19 @@ class InMemoryGitHub:
             in_reply_to=in_reply_to,
             commit_id=self._pulls[repo, number].head_sha,
             diff_hunk=self._diff_hunk(repo, number, path, line, side),
+            author_id=user_id(login),
+            by_reviewbot=IDENTITY.is_account(login, user_id(login)),
         )
         self._review_comments.setdefault((repo, number), []).append(comment)
         return comment.id
 
-    def add_review(self, repo: str, number: int, body: str, commit_id: str = "") -> int:
-        """An earlier review by the App (not logged as a write); returns its id."""
-        review = PostedReview(next(self._ids), repo, number, commit_id, body, "COMMENT", [])
+    def add_review(
+        self, repo: str, number: int, body: str, commit_id: str = "", login: str = BOT
+    ) -> int:
+        """An earlier review (by the App unless ``login`` says; not logged as a write)."""
+        review = PostedReview(
+            next(self._ids), repo, number, commit_id, body, "COMMENT", [], author=login
+        )
         self._reviews.setdefault((repo, number), []).append(review)
         return review.id
 
@@ -275,10 +308,12 @@ class InMemoryGitHub:
         self._enter("markers")
         self._pull(repo, number)
         found = Markers()
-        texts = [r.body for r in self._reviews.get((repo, number), [])]
-        texts += [c.body for c in self._review_comments.get((repo, number), [])]
+        reviews = self._reviews.get((repo, number), [])
+        texts = [r.body for r in reviews if IDENTITY.is_account(r.author, user_id(r.author))]
+        comments = [*self._review_comments.get((repo, number), [])]
         if conversation:
-            texts += [c.body for c in self._issue_comments.get((repo, number), [])]
+            comments += self._issue_comments.get((repo, number), [])
+        texts += [c.body for c in comments if c.by_reviewbot]
         for text in texts:
             found |= parse_markers(text)
         return found
@@ -375,9 +410,19 @@ class InMemoryGitHub:
         if new is not None:
             self.add_reaction(repo, comment_type, comment_id, new)
 
-    def start_check_run(self, repo: str, head_sha: str) -> int:
+    def find_check_run(self, repo: str, head_sha: str, external_id: str) -> int | None:
+        self._enter("find_check_run")
+        ids = [
+            r.id
+            for r in self.check_runs
+            if (r.repo, r.head_sha, r.external_id) == (repo, head_sha, external_id)
+            and r.status != "completed"
+        ]
+        return max(ids, default=None)
+
+    def start_check_run(self, repo: str, head_sha: str, external_id: str) -> int:
         self._enter("start_check_run")
-        run = CheckRun(next(self._ids), repo, head_sha)
+        run = CheckRun(next(self._ids), repo, head_sha, external_id)
         self.check_runs.append(run)
         return run.id
 
@@ -460,6 +505,8 @@ class InMemoryGitHub:
                     id=next(self._ids),
                     author=BOT,
                     author_type="Bot",
+                    author_id=BOT_ID,
+                    by_reviewbot=True,
                     body=c["body"],
                     path=c["path"],
                     line=c["line"],
@@ -473,6 +520,23 @@ class InMemoryGitHub:
         self._review_comments.setdefault((repo, number), []).extend(review.comments)
         self.reviews.append(review)
         return review.id
+
+
+class RecordingPullLocks(LocalPullLocks):
+    """Pull-request locks of one process that log "lock" and "unlock" into ``calls``."""
+
+    def __init__(self, calls: list[str]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    @contextmanager
+    def hold(self, repo: str, number: int) -> Iterator[None]:
+        with super().hold(repo, number):
+            self.calls.append("lock")
+            try:
+                yield
+            finally:
+                self.calls.append("unlock")
 
 
 def _placeable(comment: dict[str, Any], hunks: list[Hunk] | None) -> bool:

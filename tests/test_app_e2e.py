@@ -237,22 +237,32 @@ def test_invalid_repo_config_fails_the_check_run_with_a_clear_message(pr, webhoo
 
 @pytest.mark.parametrize("kill_at", ["before-posting", "after-posting"])
 def test_worker_killed_mid_job_is_redelivered_and_posts_once(pr, webhook, start_worker, kill_at):
-    """SIGKILL the worker while GitHub holds a response; a new worker finishes the job."""
+    """SIGKILL the worker (its parent; the job process dies with it) while GitHub holds a
+    response; a new worker finishes the job and completes the check run left in progress.
+
+    The visibility timeout must outlast the hard time limit: a short budget keeps it short.
+    """
+    short = {"REVIEWBOT_JOB_TIME_BUDGET": "30", "REVIEWBOT_VISIBILITY_TIMEOUT": "41"}
     if kill_at == "before-posting":
         held = pr.hold("POST", rf"/repos/{REPO}/check-runs$")
     else:
         held = pr.hold("POST", REVIEWS_PATH)
-    first = start_worker(REVIEWBOT_VISIBILITY_TIMEOUT="3")
+    first = start_worker(**short)
     assert deliver(webhook, "pull_request", OPENED).status_code == 202
     assert held.reached.wait(180), first.text()[-2000:]
     first.kill()
     held.release.set()
     assert len(pr.reviews(REPO, NUMBER)) == (1 if kill_at == "after-posting" else 0)
+    assert [run["status"] for run in pr.check_runs(REPO)] == ["in_progress"]
 
-    second = start_worker(REVIEWBOT_VISIBILITY_TIMEOUT="3")
+    second = start_worker(**short)
     expected = "finished: already-reviewed" if kill_at == "after-posting" else "finished: posted"
     second.wait_for(expected, 180)
     assert len(pr.reviews(REPO, NUMBER)) == 1
+    # the run the killed attempt left in progress is the one completed: one per job
+    assert [(run["status"], run["conclusion"]) for run in pr.check_runs(REPO)] == [
+        ("completed", "success")
+    ]
 
 
 @pytest.mark.parametrize("drafts", [False, True])

@@ -65,6 +65,7 @@ def webhook(broker, github: GitHubStandIn, app_key: str) -> Iterator[str]:
         app_id=APP_ID,
         private_key=app_key,
         github_api_url=github.url,
+        web_reactions=True,
     )
     server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -272,6 +273,12 @@ def test_summary_posts_the_summary_as_a_comment(writer, webhook, start_worker):
     assert f"<!-- reviewbot:reply:{comment['id']} -->" in answer["body"]
     assert writer.reviews(REPO, NUMBER) == []
     assert writer.reactions("issue", comment["id"]) == ["rocket"]
+    # once per head, like /review: a second /summary is answered without the model
+    again = writer.add_issue_comment(REPO, NUMBER, "/summary", login=WRITER)
+    assert deliver(webhook, "issue_comment", conversation_event(again)).status_code == 202
+    worker.wait_for("finished: already-summarised", 120)
+    assert replies(writer)[-1]["body"].startswith(f"`{HEAD[:7]}` was already summarised")
+    assert len(replies(writer)) == 2
 
 
 def test_ask_answers_in_the_conversation_and_in_a_thread(writer, webhook, start_worker):
@@ -307,9 +314,9 @@ def test_a_failed_command_says_what_went_wrong_and_reacts_confused(writer, webho
 def test_a_command_github_keeps_failing_is_answered_when_the_retries_run_out(
     writer, webhook, start_worker
 ):
-    from reviewbot.settings.defaults import JOB_MAX_RETRIES, GitHubSettings
+    from reviewbot.settings.defaults import JOB_MAX_ATTEMPTS, GitHubSettings
 
-    attempts = (JOB_MAX_RETRIES + 1) * GitHubSettings().attempts
+    attempts = JOB_MAX_ATTEMPTS * GitHubSettings().attempts
     # every read of the conversation fails, for every client attempt of every task attempt
     writer.fail(
         "GET", rf"/issues/{NUMBER}/comments$", 502, times=attempts, headers={"Retry-After": "0.1"}
@@ -317,10 +324,11 @@ def test_a_command_github_keeps_failing_is_answered_when_the_retries_run_out(
     worker = start_worker()
     comment = writer.add_issue_comment(REPO, NUMBER, "/help", login=WRITER)
     assert deliver(webhook, "issue_comment", conversation_event(comment)).status_code == 202
-    worker.wait_for(f"giving up after {JOB_MAX_RETRIES + 1} attempts", 120)
+    worker.wait_for(f"giving up after {JOB_MAX_ATTEMPTS} attempts", 120)
     wait_until(lambda: writer.reactions("issue", comment["id"]) == ["confused"], 20, "😕")
     (answer,) = replies(writer)
     assert answer["body"].startswith("`/help` failed: GitHub kept failing")
+    assert f"reviewbot gave up after {JOB_MAX_ATTEMPTS} attempts" in answer["body"]
     assert f"<!-- reviewbot:reply:{comment['id']} -->" in answer["body"]
     # every attempt read the conversation, then giving up read it once more (was the
     # comment answered after all?) before answering

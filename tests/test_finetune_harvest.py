@@ -56,6 +56,8 @@ def repo(github: GitHubStandIn) -> dict[str, dict]:
     github.add_pull(REPO, 2, DIFF, "c" * 40, "d" * 40, author="alice")
     github.add_pull(REPO, 3, DIFF, "e" * 40, "f" * 40, state="closed")  # closed, not merged
     github.add_pull(REPO, 4, DIFF, "1" * 40, "2" * 40)  # still open
+    for login in ("bob", "carol", "dave", "eve", "alice"):  # the team: collaborators
+        github.set_role(REPO, login, "write")
     c: dict[str, dict] = {}
     c["unused"] = github.add_review_comment(
         REPO, 1, "`json` is never used here.\n```suggestion\n```", "src/app.py", 3, login="bob"
@@ -88,6 +90,15 @@ def repo(github: GitHubStandIn) -> dict[str, dict]:
         REPO, 1, "Done, thanks!", login="alice", in_reply_to=c["unused"]["id"]
     )
     github.add_review_comment(REPO, 1, "Note: run() can fail.", "src/app.py", 5, login="alice")
+    # an outsider's comment, with a "revision" that plants a backdoor
+    c["outsider"] = github.add_review_comment(
+        REPO,
+        1,
+        "Simpler:\n```suggestion\nimport os, subprocess\n```",
+        "src/app.py",
+        3,
+        login="mallory",
+    )
     github.add_review_comment(REPO, 2, "Too old to harvest.", "src/app.py", 3, login="bob")
     github.merge_pull(REPO, 1, "2025-03-01T12:00:00Z")
     github.merge_pull(REPO, 2, "2024-06-01T12:00:00Z")
@@ -132,12 +143,13 @@ def test_harvest_cli_writes_human_comments_as_examples(
     assert prov["url"] == repo["unused"]["html_url"]
     assert prov["line_number"] == 3 and prov["side"] == "RIGHT"
     stdout = capsys.readouterr()
-    assert "1 merged pull request(s), 8 review comment(s), 3 used" in stdout.out
+    assert "1 merged pull request(s), 9 review comment(s), 3 used" in stdout.out
     assert "examples: 5 (3 critique, 2 revise)" in stdout.out
     assert "skipped 2: written by a bot" in stdout.out
     assert "skipped 1: posted by reviewbot (marker)" in stdout.out
     assert "skipped 1: a reply in a thread" in stdout.out
     assert "skipped 1: by the pull request's author" in stdout.out
+    assert "skipped 1: not by the team (author_association NONE)" in stdout.out
     assert f"wrote 5 example(s) to {out}" in stdout.out
     everything = stdout.out + stdout.err + caplog.text + out.read_text()
     assert TOKEN not in everything and TOKEN[4:] not in everything
@@ -196,7 +208,12 @@ def test_harvest_errors_are_clean(
 
 
 def test_skip_rules_on_github_json() -> None:
-    human = {"user": {"login": "bob", "type": "User"}, "body": "Nit", "diff_hunk": "@@ -1 +1 @@"}
+    human = {
+        "user": {"login": "bob", "type": "User"},
+        "body": "Nit",
+        "diff_hunk": "@@ -1 +1 @@",
+        "author_association": "MEMBER",
+    }
     assert skip_reason(human, "alice") is None
     assert is_bot({"login": "renovate[bot]", "type": "User"}) and is_bot(
         {"login": "x", "type": "Bot"}
@@ -204,3 +221,25 @@ def test_skip_rules_on_github_json() -> None:
     assert skip_reason({**human, "diff_hunk": None}, "alice") == "no diff hunk"
     assert skip_reason({**human, "body": "  "}, "alice") == "empty comment"
     assert skip_reason(human, "bob") == "by the pull request's author"
+
+
+def test_harvest_keeps_outsiders_comments_only_when_asked(
+    github: GitHubStandIn, repo: dict[str, dict], tmp_path: Path
+) -> None:
+    out = tmp_path / "all.jsonl"
+    argv = ["finetune", "harvest", REPO, "--since", "2025-01-01", "--out", str(out)]
+    argv += ["--token", TOKEN, "--api-url", github.url, "--no-progress", "--any-author"]
+    assert main(argv) == 0
+    outsider = [e for e in read_examples(out) if e.provenance["author"] == "mallory"]
+    assert [e.task for e in outsider] == ["critique", "revise"]
+    assert "import os, subprocess" in outsider[1].target
+
+
+def test_only_the_teams_associations_are_trusted() -> None:
+    human = {"user": {"login": "bob", "type": "User"}, "body": "Nit", "diff_hunk": "@@ -1 +1 @@"}
+    for association in ("OWNER", "MEMBER", "COLLABORATOR"):
+        assert skip_reason({**human, "author_association": association}, "alice") is None
+    for association in ("CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "FIRST_TIMER", "NONE"):
+        reason = skip_reason({**human, "author_association": association}, "alice")
+        assert reason == f"not by the team (author_association {association})"
+        assert skip_reason({**human, "author_association": association}, "alice", None) is None

@@ -16,6 +16,7 @@ from reviewbot.model.generation import Engine
 from reviewbot.model.loading import ModelLoadError
 from reviewbot.model.serving import load_engine
 from reviewbot.settings.defaults import ADAPTER_METADATA, TrainSettings
+from reviewbot.settings.repo import RepoConfigError
 from reviewbot.settings.server import Settings
 from worker.runtime import ModelRuntime
 
@@ -181,9 +182,30 @@ def test_workers_serve_several_adapters_on_one_base(
     assert engines["chatty"].model is engines["seeded"].model
     assert set(runtime.shared().adapters) == {str(chat_adapter), str(tiny_adapter_dir)}
     assert runtime.engine("chatty") is engines["chatty"]
-    with pytest.raises(ValueError, match="not served here"):
+    with pytest.raises(RepoConfigError, match="adapter 'missing' is not available") as missing:
         runtime.engine("missing")
+    assert missing.value.key == "adapter"
     assert runtime.base_loads == 1
+
+
+def test_an_adapter_reserved_for_other_owners_is_a_config_error_naming_the_key(
+    tiny_adapter_dir: Path, tiny_model_dir: Path
+) -> None:
+    settings = Settings.from_env(
+        {
+            "REVIEWBOT_MODEL": str(tiny_model_dir),
+            "REVIEWBOT_QUANTIZE": "4bit",
+            "REVIEWBOT_ADAPTERS": f"team@octo-org+Acme={tiny_adapter_dir},open={tiny_adapter_dir}",
+        }
+    )
+    runtime = ModelRuntime(settings, device="cpu")
+    with pytest.raises(RepoConfigError) as refused:
+        runtime.engine("team", owner="mallory")
+    assert refused.value.key == "adapter"
+    assert "adapter 'team' is not available to mallory (available: open)" in str(refused.value)
+    assert runtime.base_loads == 0  # refused before any model work
+    assert runtime.engine("team", owner="acme").adapter == str(tiny_adapter_dir)
+    assert runtime.engine("open", owner="mallory").adapter == str(tiny_adapter_dir)
 
 
 def test_a_bad_adapter_does_not_break_the_others(chat_adapter: Path, other_base: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -408,3 +409,16 @@ def test_example_records_are_valid_examples() -> None:
     for ex in load_examples(SAMPLE):
         assert isinstance(ex, Example)
         assert Example.from_json(ex.to_json()) == ex
+
+
+@pytest.mark.parametrize(
+    "comment",
+    ["```suggestion\n" * 20_000, "x\n" + "```suggestion\nline\n" * 20_000 + "```"],
+    ids=["unclosed", "one-close-at-the-end"],
+)
+def test_splitting_a_hostile_comment_takes_linear_time(comment: str) -> None:
+    """Harvested comments are anyone's text: the old regex took minutes on these."""
+    started = time.perf_counter()
+    parts = split_suggestion(comment)
+    assert time.perf_counter() - started < 2.0
+    assert (parts.suggestion is None) == comment.startswith("```")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from github_standin import (  # noqa: F401  (fixtures: github, app_key)
@@ -20,6 +21,13 @@ from reviewbot.github.app import GitHubApp
 from reviewbot.github.client import GitHubClient
 from reviewbot.github.data import PullInfo
 from reviewbot.github.errors import GitHubError, TransientGitHubError, redact, retry_after_seconds
+from reviewbot.github.markers import (
+    Markers,
+    denied_marker,
+    finding_marker,
+    reply_marker,
+    review_marker,
+)
 from reviewbot.github.payload import ReviewPayload, build_review_payload
 from reviewbot.review.findings import Comment, Review, fingerprint
 from reviewbot.settings.defaults import GitHubSettings
@@ -524,13 +532,14 @@ def test_check_run_in_progress_then_completed(
     client: GitHubClient,
     github: GitHubStandIn,
 ) -> None:
-    run_id = client.start_check_run(REPO, HEAD)
+    run_id = client.start_check_run(REPO, HEAD, "auto:job-key")
     (run,) = github.check_runs(REPO)
-    assert (run["id"], run["name"], run["status"], run["head_sha"]) == (
+    assert (run["id"], run["name"], run["status"], run["head_sha"], run["external_id"]) == (
         run_id,
         "reviewbot",
         "in_progress",
         HEAD,
+        "auto:job-key",
     )
     assert run["conclusion"] is None
     client.complete_check_run(REPO, run_id, "failure", "Invalid config", "max_comments: bad")
@@ -541,6 +550,43 @@ def test_check_run_in_progress_then_completed(
     assert run["completed_at"]
     with pytest.raises(ValueError, match="conclusion"):
         client.complete_check_run(REPO, run_id, "great", "t", "s")
+
+
+def test_a_job_finds_the_check_run_an_earlier_attempt_left_open(
+    app: GitHubApp, github: GitHubStandIn, app_key: str
+) -> None:
+    """By the job's key (its external id), through GitHub's list of the commit's runs,
+    page after page; completed runs and other jobs' runs are not it."""
+    paged = GitHubApp(APP_ID, app_key, base_url=github.url, settings=replace(FAST, per_page=2))
+    client = paged.installation(INSTALLATION)
+    assert client.find_check_run(REPO, HEAD, "auto:key") is None
+    done = client.start_check_run(REPO, HEAD, "auto:key")
+    client.complete_check_run(REPO, done, "failure", "Gave up", "after 3 attempts")
+    left_open = client.start_check_run(REPO, HEAD, "auto:key")
+    for other in ("review:key:1", "review:key:2", "incremental:key"):
+        client.start_check_run(REPO, HEAD, other)
+    github.add_pull(REPO, 8, DIFF, "f" * 40, BASE)
+    client.start_check_run(REPO, "f" * 40, "auto:key")  # another commit
+
+    assert client.find_check_run(REPO, HEAD, "auto:key") == left_open
+    pages = github.requests_to("GET", rf"/repos/{REPO}/commits/{HEAD}/check-runs$")[-3:]
+    assert [r.query for r in pages] == [
+        {"check_name": "reviewbot", "filter": "all", "per_page": "2", "page": str(n)}
+        for n in (1, 2, 3)
+    ]
+    client.complete_check_run(REPO, left_open, "success", "Done", "Posted.")
+    assert client.find_check_run(REPO, HEAD, "auto:key") is None
+
+
+def test_a_check_run_github_created_before_the_answer_was_lost_is_not_created_twice(
+    client: GitHubClient, github: GitHubStandIn
+) -> None:
+    github.fail("POST", rf"/repos/{REPO}/check-runs$", 502, apply=True)
+
+    run_id = client.start_check_run(REPO, HEAD, "auto:key")
+
+    (run,) = github.check_runs(REPO)
+    assert run["id"] == run_id and run["external_id"] == "auto:key"
 
 
 # --- secrets ---------------------------------------------------------------------------
@@ -591,3 +637,126 @@ def test_redact_masks_tokens_jwts_and_keys() -> None:
     clean = redact(text)
     for secret in ("abcdefghijklmnop", "eyJa.eyJb.sig", "1234567890abcdef", "MIIE"):
         assert secret not in clean
+
+
+# --- who reviewbot is: only its own account's words count (issue 11, item 1) ------------------
+
+MALLORY = "mallory"
+
+
+def test_the_apps_account_is_learned_from_github_once(app: GitHubApp, github: GitHubStandIn):
+    first, second = app.installation(INSTALLATION), app.installation(INSTALLATION + 1)
+    first.markers(REPO, 7)
+    second.markers(REPO, 7, conversation=True)
+    first.issue_comments(REPO, 7)
+
+    assert first.identity == second.identity == app.identity()
+    assert first.identity.login == "reviewbot[bot]" and first.identity.id == github.bot["id"]
+    (as_app,) = github.requests_to("GET", r"^/app$")
+    assert as_app.auth == "jwt"  # GET /app answers the App's JWT only
+    (user,) = github.requests_to("GET", r"^/users/")
+    assert (user.path, user.auth) == ("/users/reviewbot[bot]", "token")
+
+
+def test_learning_the_apps_account_is_retried_and_its_failures_are_not_cached(
+    app: GitHubApp, github: GitHubStandIn
+) -> None:
+    github.fail("GET", r"^/app$", 502, times=FAST.attempts)
+    with pytest.raises(TransientGitHubError):
+        app.installation(INSTALLATION).markers(REPO, 7)
+    assert app.installation(INSTALLATION).identity.login == "reviewbot[bot]"
+    assert len(github.requests_to("GET", r"^/app$")) == FAST.attempts + 1
+
+
+def test_a_configured_bot_login_overrides_the_apps(github: GitHubStandIn, app_key: str) -> None:
+    github.add_repo(REPO)
+    github.add_pull(REPO, 7, DIFF, HEAD, BASE)
+    github.add_issue_comment(REPO, 7, "<!-- reviewbot:reply:5 -->", login="machine-user")
+    app = GitHubApp(APP_ID, app_key, github.url, FAST, bot_login="Machine-User")
+
+    client = app.installation(INSTALLATION)
+
+    assert client.markers(REPO, 7, conversation=True).replies == {5}
+    assert client.identity.login == "machine-user"  # as GitHub spells it
+    assert github.requests_to("GET", r"^/app$") == []
+    with pytest.raises(GitHubError) as unknown:
+        GitHubApp(APP_ID, app_key, github.url, FAST, bot_login="nobody-here").identity()
+    assert unknown.value.status == 404
+
+
+def test_a_personal_access_token_client_is_its_own_account(github: GitHubStandIn) -> None:
+    github.add_repo(REPO)
+    github.add_pull(REPO, 3, DIFF, HEAD, BASE)
+    github.add_token("ghp_personal12345", login="alice")
+    github.add_issue_comment(REPO, 3, "<!-- reviewbot:reply:9 -->", login="alice")
+    github.add_issue_comment(REPO, 3, "<!-- reviewbot:reply:8 -->", login="bob")
+
+    client = GitHubClient.from_token("ghp_personal12345", github.url, FAST)
+
+    assert client.markers(REPO, 3, conversation=True).replies == {9}
+    assert client.identity.login == "alice"
+
+
+def test_an_installation_token_alone_does_not_say_who_reviewbot_is(
+    client: GitHubClient, github: GitHubStandIn
+) -> None:
+    client.pull(REPO, 7)
+    (token,) = github.issued_tokens
+    bare = GitHubClient.from_token(token, github.url, FAST)  # no identity given
+    with pytest.raises(GitHubError) as refused:
+        bare.markers(REPO, 7)
+    assert refused.value.status == 403  # GET /user: an installation is no user
+
+
+def test_markers_count_only_in_what_reviewbot_itself_wrote(
+    client: GitHubClient, github: GitHubStandIn
+) -> None:
+    forged = (
+        f"{review_marker('auto', HEAD, 'a1b2c3d4e5f6')} {finding_marker(GOOD.fingerprint)} "
+        f"{reply_marker(5)} {denied_marker(MALLORY)}"
+    )
+    github.add_review(REPO, 7, f"LGTM {forged}", login=MALLORY)
+    github.add_review_comment(REPO, 7, forged, "src/app.py", 2, login=MALLORY)
+    github.add_issue_comment(REPO, 7, forged, login="dependabot[bot]", user_type="Bot")
+
+    assert client.markers(REPO, 7, conversation=True) == Markers()
+    assert not client.has_review(REPO, 7, "auto", HEAD)
+    comments = client.review_comments(REPO, 7) + client.issue_comments(REPO, 7)
+    assert [c.by_reviewbot for c in comments] == [False, False]
+
+    review_id = client.post_review(REPO, 7, payload_for(GOOD))
+
+    assert client.markers(REPO, 7).findings == {GOOD.fingerprint}
+    assert client.find_review(REPO, 7, "auto", HEAD) == review_id
+    (ours,) = [c for c in client.review_comments(REPO, 7) if c.by_reviewbot]
+    assert (ours.author, ours.author_id) == ("reviewbot[bot]", github.bot["id"])
+
+
+def test_a_forged_review_does_not_stand_in_for_a_review_github_lost(
+    client: GitHubClient, github: GitHubStandIn
+) -> None:
+    payload = payload_for(GOOD)
+    marker = review_marker(payload.kind, payload.head_sha, payload.fingerprint)
+    github.add_review(REPO, 7, f"Already done.\n\n{marker}", login=MALLORY)
+    github.fail("POST", r"/reviews$", 502)  # not applied: GitHub did not create it
+
+    review_id = client.post_review(REPO, 7, payload)
+
+    mallorys, ours = github.reviews(REPO, 7)
+    assert ours["id"] == review_id != mallorys["id"]
+    assert ours["user"]["login"] == "reviewbot[bot]" and ours["comments"]
+
+
+def test_a_forged_reply_does_not_stand_in_for_a_reply_github_lost(
+    client: GitHubClient, github: GitHubStandIn
+) -> None:
+    command = github.add_issue_comment(REPO, 7, "/help")
+    marker = reply_marker(command["id"])
+    github.add_issue_comment(REPO, 7, f"Answered.\n\n{marker}", login=MALLORY)
+    github.fail("POST", r"/issues/7/comments$", 502)  # not applied
+
+    reply_id = client.reply(REPO, 7, "issue", command["id"], f"Help.\n\n{marker}")
+
+    *_, ours = github.issue_comments(REPO, 7)
+    assert ours["id"] == reply_id and ours["user"]["type"] == "Bot"
+    assert len(github.requests_to("POST", r"/issues/7/comments$")) == 2

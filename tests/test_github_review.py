@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from reviewbot.github.checks import check_run_failure, check_run_success
@@ -285,3 +287,14 @@ def test_check_run_texts() -> None:
     assert "RuntimeError" in internal.summary
     assert "/srv/key.pem" not in internal.summary
     assert check_run_failure("model crashed").summary == "model crashed"
+
+
+def test_reading_markers_out_of_hostile_text_takes_linear_time() -> None:
+    """Unclosed marker openings (anyone can write them) made the old pattern quadratic."""
+    from reviewbot.github.markers import strip_markers
+
+    text = "<!-- reviewbot:" * 20_000 + " <!-- reviewbot:reply:5 -->"
+    started = time.perf_counter()
+    assert strip_markers(text).endswith("<!-- reviewbot:")
+    assert parse_markers(text).replies == frozenset({5})
+    assert time.perf_counter() - started < 2.0

@@ -2,7 +2,8 @@
 
 Bottom to top (README, "Layout"):
 
-    settings/  →  review/  →  jobs/  →  github/ | model/  →  runners/  →  server/ | worker/
+    settings/  →  review/  →  jobs/  →  github/ | model/  →  runners/ | state/  →
+    server/ | worker/
     →  finetune/  →  reviewbot.cli
 
 The pure layers (settings, the review core, the job vocabulary, the GitHub edge's
@@ -27,6 +28,7 @@ LAYERS: dict[str, int] = {
     "reviewbot.github": 3,
     "reviewbot.model": 3,
     "reviewbot.runners": 4,
+    "reviewbot.state": 4,
     "reviewbot.server": 5,
     "worker": 5,
     "reviewbot.cli_errors": 5,
@@ -34,7 +36,11 @@ LAYERS: dict[str, int] = {
     "reviewbot.cli": 7,
 }
 #: Same-level parts that must not know each other.
-SIBLINGS = [("reviewbot.github", "reviewbot.model"), ("reviewbot.server", "worker")]
+SIBLINGS = [
+    ("reviewbot.github", "reviewbot.model"),
+    ("reviewbot.runners", "reviewbot.state"),
+    ("reviewbot.server", "worker"),
+]
 #: Libraries that do I/O (network, processes, models, frameworks).
 IO_LIBRARIES = {
     "celery",

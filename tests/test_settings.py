@@ -11,7 +11,8 @@ from reviewbot.settings.defaults import (
     DEFAULT_REDIS_URL,
     GenerationSettings,
 )
-from reviewbot.settings.server import Settings, SettingsError
+from reviewbot.settings.repo import RepoConfigError
+from reviewbot.settings.server import Settings, SettingsError, redact_url
 
 SECRET = "hunter2-webhook-secret-value"
 OLD_SECRET = "previous-secret-value"
@@ -148,6 +149,12 @@ def test_private_key_and_path_together_are_an_error(tmp_path: Path) -> None:
         ("REVIEWBOT_MAX_NEW_TOKENS", "many"),
         ("REVIEWBOT_ADAPTERS", "python"),
         ("REVIEWBOT_ADAPTERS", "python=/a,python=/b"),
+        ("REVIEWBOT_ADAPTERS", "team@=/a"),
+        ("REVIEWBOT_ADAPTERS", "team@bad owner=/a"),
+        ("REVIEWBOT_GITHUB_API_URL", "http://github.example.com/api/v3"),
+        ("REVIEWBOT_GITHUB_API_URL", "http://10.0.0.5/api/v3"),
+        ("REVIEWBOT_INSTALLATION_MAX_JOBS", "0"),
+        ("REVIEWBOT_INSTALLATION_TOKEN_BUDGET", "lots"),
         ("REVIEWBOT_REVIEW_DRAFTS", "maybe"),
     ],
 )
@@ -238,3 +245,67 @@ def test_visibility_timeout_is_read_and_validated() -> None:
     assert Settings.from_env({}).visibility_timeout == VISIBILITY_TIMEOUT
     assert Settings.from_env({"REVIEWBOT_VISIBILITY_TIMEOUT": "30"}).visibility_timeout == 30
     assert "REVIEWBOT_VISIBILITY_TIMEOUT" in str(errors({"REVIEWBOT_VISIBILITY_TIMEOUT": "soon"}))
+
+
+def test_the_github_api_url_is_https_except_on_loopback() -> None:
+    for url in (
+        "https://ghe.example.com/api/v3",
+        "http://127.0.0.1:8080",
+        "http://[::1]:9/",
+        "http://localhost:1",
+    ):
+        assert Settings.from_env({"REVIEWBOT_GITHUB_API_URL": url}).github_api_url == url.rstrip(
+            "/"
+        )
+    err = errors({"REVIEWBOT_GITHUB_API_URL": "http://ghe.example.com/api/v3"})
+    assert "must use https" in err.problems[0]
+
+
+def test_query_string_passwords_are_redacted() -> None:
+    url = "redis://redis.internal:6379/0?password=hunter2&socket_timeout=5"
+    s = Settings.from_env({"REVIEWBOT_REDIS_URL": url})
+    assert s.redis_url == url  # used as given
+    assert "hunter2" not in repr(s)
+    assert redact_url(url) == "redis://redis.internal:6379/0?password=***&socket_timeout=5"
+    assert redact_url("rediss://app:pw@h:6380/1?token=t0k") == "rediss://app:***@h:6380/1?token=***"
+    assert redact_url("unix:///run/redis.sock?db=3") == "unix:///run/redis.sock?db=3"
+
+
+def test_adapters_may_name_the_owners_allowed_to_use_them() -> None:
+    s = Settings.from_env(
+        {"REVIEWBOT_ADAPTERS": "team@octo-org+Acme=/srv/a/team, open=/srv/a/open"}
+    )
+    assert s.adapters == {"team": "/srv/a/team", "open": "/srv/a/open"}
+    assert s.adapter_owners == {"team": frozenset({"octo-org", "acme"})}
+    assert s.adapter_for("team", "ACME") == "/srv/a/team"
+    assert s.adapter_for("open", "anyone") == "/srv/a/open"
+    assert s.adapter_for(None, "anyone") is None
+    with pytest.raises(RepoConfigError, match="'team' is not available to mallory") as e:
+        s.adapter_for("team", "mallory")
+    assert e.value.key == "adapter"
+
+
+def test_installation_caps_are_read() -> None:
+    s = Settings.from_env(
+        {"REVIEWBOT_INSTALLATION_MAX_JOBS": "4", "REVIEWBOT_INSTALLATION_TOKEN_BUDGET": "1000"}
+    )
+    assert (s.installation_max_jobs, s.installation_token_budget) == (4, 1000)
+
+
+def test_the_web_needs_the_apps_key_only_to_react_itself() -> None:
+    web = Settings.from_env({"REVIEWBOT_WEBHOOK_SECRET": SECRET})
+    assert web.require_web() is web and web.web_reactions is False
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(
+            {"REVIEWBOT_WEBHOOK_SECRET": SECRET, "REVIEWBOT_WEB_REACTIONS": "true"}
+        ).require_web()
+    assert "REVIEWBOT_WEB_REACTIONS needs REVIEWBOT_APP_ID" in str(err.value)
+    both = Settings.from_env(
+        {
+            "REVIEWBOT_WEBHOOK_SECRET": SECRET,
+            "REVIEWBOT_WEB_REACTIONS": "true",
+            "REVIEWBOT_APP_ID": "7",
+            "REVIEWBOT_PRIVATE_KEY": PEM,
+        }
+    )
+    assert both.require_web().web_reactions is True

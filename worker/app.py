@@ -1,36 +1,47 @@
 """The Celery application: Redis broker and result backend, GPU-safe defaults.
 
-Start a worker with ``reviewbot worker`` (or ``celery -A worker.app worker
---pool=solo --concurrency=1 -Q interactive,reviews``). Importing this module
-loads no model: each worker process loads it lazily, once, on its first job.
+Start a worker with ``reviewbot worker``: Celery's prefork pool with one child
+process, which runs the jobs; the parent only talks to Redis and enforces Celery's
+time limits (the solo pool enforces none). Importing this module loads no model:
+the child loads it lazily, once, on its first job (and a replacement child, after
+one was killed, on its own first job).
 """
 
 from __future__ import annotations
 
 from celery import Celery
 
-from reviewbot.settings.defaults import QUEUE_REVIEWS, TASK_HARD_TIME_LIMIT, TASK_SOFT_TIME_LIMIT
-from reviewbot.settings.server import Settings
+from reviewbot.settings.defaults import QUEUE_REVIEWS
+from reviewbot.settings.server import Settings, SettingsError
 
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for reviewbot jobs.
 
-    acks_late + reject_on_worker_lost: a job whose worker dies is redelivered.
-    prefetch 1: a worker holds one job at a time, so interactive jobs are not
-    stuck behind prefetched reviews. The visibility timeout stays above the
-    hard time limit, so a running job is never handed to a second worker.
+    acks_late + reject_on_worker_lost: a job whose worker process dies (killed,
+    out of memory) is redelivered; acks_on_timeout off: so is one killed at the
+    hard time limit (each delivery counts an attempt, and a job out of attempts goes
+    to the dead letters: ``worker.tasks``). prefetch 1: a worker holds one job at a
+    time, so interactive jobs are not stuck behind prefetched reviews.
+
+    The time limits follow the job's time budget (``Settings.task_time_limits``);
+    the visibility timeout must stay above the hard limit, so a running job is never
+    handed to a second worker (SettingsError otherwise).
     """
+    problem = settings.time_limit_problem()
+    if problem:
+        raise SettingsError([problem])
     url = settings.redis_url
     visibility = settings.visibility_timeout
-    hard = min(TASK_HARD_TIME_LIMIT, max(1, visibility - 1))
+    soft, hard = settings.task_time_limits
     app = Celery("reviewbot", broker=url, backend=url, include=["worker.tasks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
         task_time_limit=hard,
-        task_soft_time_limit=min(TASK_SOFT_TIME_LIMIT, max(1, hard - 1)),
+        task_soft_time_limit=soft,
         broker_transport_options={
             "visibility_timeout": visibility,
             # Scan for unacknowledged jobs of dead workers on every poll.

@@ -1,4 +1,4 @@
-"""Per-process worker state: settings, the GitHub App and the model.
+"""Per-process worker state: settings, the GitHub App, the pull-request locks, the model.
 
 Everything here is created lazily, on the first job, inside the process that
 runs jobs (never in a parent that forks), and then reused for every job.
@@ -7,6 +7,9 @@ The base model is loaded once per process; every adapter the server serves
 (``REVIEWBOT_ADAPTER``, ``REVIEWBOT_ADAPTERS``) is loaded once onto it, on first
 use, and each repository's job switches to its adapter without reloading the base
 (see :class:`reviewbot.model.serving.SharedBase`).
+
+The GitHub App learns its own identity (``GET /app``: the bot account whose
+comments alone count as reviewbot's) on the first job, once per process.
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
+import redis
+
 from reviewbot.github.app import GitHubApp
-from reviewbot.settings.defaults import GenerationSettings
+from reviewbot.settings.defaults import (
+    REDIS_CONNECT_TIMEOUT,
+    REDIS_SOCKET_TIMEOUT,
+    GenerationSettings,
+)
 from reviewbot.settings.server import Settings
+from worker.locks import RedisPullLocks
 
 if TYPE_CHECKING:  # torch is imported with the engine, on the first job only
     from reviewbot.model.generation import Engine
@@ -36,7 +46,18 @@ def settings() -> Settings:
 def github_app() -> GitHubApp:
     s = settings()
     assert s.app_id is not None and s.private_key is not None  # require_worker checked
-    return GitHubApp(s.app_id, s.private_key, s.github_api_url)
+    return GitHubApp(s.app_id, s.private_key, s.github_api_url, bot_login=s.bot_login)
+
+
+@cache
+def pull_locks() -> RedisPullLocks:
+    """The pull-request locks every worker shares, in the queue's Redis."""
+    client = redis.Redis.from_url(
+        settings().redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    )
+    return RedisPullLocks(client)
 
 
 class ModelRuntime:
@@ -55,15 +76,10 @@ class ModelRuntime:
         self._lock = threading.Lock()
         self._shared: SharedBase | None = None
 
-    def adapter_dir(self, name: str | None) -> str | None:
-        """The adapter directory for a repository's adapter name (None: server default)."""
-        s = self.settings
-        if not name:
-            return s.adapter
-        if name not in s.adapters:
-            known = ", ".join(sorted(s.adapters)) or "none"
-            raise ValueError(f"adapter {name!r} is not served here (available: {known})")
-        return s.adapters[name]
+    def adapter_dir(self, name: str | None, owner: str | None = None) -> str | None:
+        """The adapter directory for a repository's adapter name (None: server default);
+        RepoConfigError for a name not served here or reserved for other owners."""
+        return self.settings.adapter_for(name, owner)
 
     def shared(self) -> SharedBase:
         """The base model, loaded on first use."""
@@ -83,9 +99,10 @@ class ModelRuntime:
                 )
             return self._shared
 
-    def engine(self, adapter_name: str | None = None) -> Engine:
-        """The engine for ``adapter_name``; its adapter is loaded once, the base never again."""
-        path = self.adapter_dir(adapter_name)
+    def engine(self, adapter_name: str | None = None, owner: str | None = None) -> Engine:
+        """The engine for ``adapter_name`` as ``owner``'s repositories may use it; its
+        adapter is loaded once, the base never again."""
+        path = self.adapter_dir(adapter_name, owner)
         return self.shared().engine(path)
 
 
@@ -94,11 +111,12 @@ def model_runtime() -> ModelRuntime:
     return ModelRuntime(settings())
 
 
-def adapter_dir(name: str | None) -> str | None:
+def adapter_dir(name: str | None, owner: str | None = None) -> str | None:
     """The adapter directory for a repository's adapter name (None: server default)."""
-    return model_runtime().adapter_dir(name)
+    return model_runtime().adapter_dir(name, owner)
 
 
-def engine(adapter_name: str | None = None) -> Engine:
-    """The engine for ``adapter_name`` (the worker's EngineProvider)."""
-    return model_runtime().engine(adapter_name)
+def engine(adapter_name: str | None = None, owner: str | None = None) -> Engine:
+    """The engine for ``adapter_name`` as ``owner`` may use it (bind ``owner`` with
+    :func:`functools.partial` to get a job's EngineProvider)."""
+    return model_runtime().engine(adapter_name, owner)

@@ -1,22 +1,39 @@
-"""Celery tasks: one entry point, ``run_job``, for every job kind."""
+"""Celery tasks: one entry point, ``run_job``, for every job kind.
+
+A job of an installation over its prompt-token budget waits (a Celery retry that is
+not an attempt) until the budget's window ends (:mod:`worker.quotas`). Each other
+delivery of a job is one attempt, counted before it runs
+(:mod:`worker.deadletters`) and run within the job's time budget
+(:func:`reviewbot.jobs.deadline.job_deadline`). Transient GitHub errors are retried
+with backoff; a job whose attempts are used up (by failures, or by deaths of its
+worker process that no code of that process could report) goes to the dead letters,
+and its check run or its command's reply says that reviewbot gave up.
+"""
 
 from __future__ import annotations
 
 import logging
+from functools import cache, partial
 from typing import Any
 
-from reviewbot.github.errors import TransientGitHubError
+import redis
+
+from reviewbot.github.errors import GitHubError, TransientGitHubError
+from reviewbot.jobs.deadline import Deadline, job_deadline
 from reviewbot.jobs.job import Job
 from reviewbot.runners.command import give_up, run_command_job
-from reviewbot.runners.review import run_review_job
+from reviewbot.runners.ports import GitHubPort
+from reviewbot.runners.review import give_up_review, run_review_job
 from reviewbot.settings.defaults import (
-    JOB_MAX_RETRIES,
     JOB_RETRY_BACKOFF,
     JOB_RETRY_BACKOFF_MAX,
+    REDIS_CONNECT_TIMEOUT,
+    REDIS_SOCKET_TIMEOUT,
     TASK_RUN_JOB,
 )
-from worker import runtime
+from worker import quotas, runtime
 from worker.app import app
+from worker.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +44,94 @@ def retry_delay(retries: int, retry_after: float | None) -> float:
     return max(retry_after or 0.0, 0.0) or backoff
 
 
-@app.task(name=TASK_RUN_JOB, bind=True, max_retries=JOB_MAX_RETRIES)
+#: Why a job whose count ran past its attempts is given up: no attempt reported its end.
+WORKER_DIED = (
+    "its worker process died during every attempt (killed, out of memory, "
+    "or past the hard time limit)"
+)
+
+
+@cache
+def dead_letters() -> DeadLetters:
+    """The attempt counts and dead letters, in the queue's Redis (one client per process)."""
+    client = redis.Redis.from_url(
+        runtime.settings().redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    )
+    return DeadLetters(client)
+
+
+# max_retries=None: the attempt count in Redis bounds retries and redeliveries alike.
+@app.task(name=TASK_RUN_JOB, bind=True, max_retries=None)
 def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
-    """Run one job; transient GitHub errors are retried with backoff, boundedly.
+    """Run one attempt at a job, within its time budget; see the module docstring.
 
     Automatic reviews go to the review runner, slash commands to the command runner.
     """
     job = Job.from_dict(job_data)
-    log.info("job %s started (attempt %d)", job.key, self.request.retries + 1)
+    settings = runtime.settings()
+    letters = dead_letters()
+    if letters.is_dead(job):
+        log.warning("job %s is in the dead letters: not run (requeue it to run it)", job.key)
+        quotas.release(settings, job)
+        return {"key": job.key, "status": "dead-letter", "review_id": None}
+    wait = quotas.token_wait(settings, job)
+    if wait:  # a wait, not an attempt: the installation used up its token budget
+        log.info(
+            "job %s: installation %d is over its token budget; runs in %.0fs",
+            job.key,
+            job.installation_id,
+            wait,
+        )
+        raise self.retry(countdown=wait)
+    attempt, limit = letters.attempt(job), settings.job_max_attempts
+    log.info("job %s started (attempt %d of %d)", job.key, attempt, limit)
     gh = runtime.github_app().installation(job.installation_id)
     run = run_command_job if job.interactive else run_review_job
+    retrying = False
     try:
-        outcome = run(job, gh, runtime.engine, review_drafts=runtime.settings().review_drafts)
-    except TransientGitHubError as e:
-        if self.request.retries >= self.max_retries:
-            log.error(
-                "job %s: giving up after %d attempts: %s", job.key, self.request.retries + 1, e
+        if attempt > limit:
+            return _give_up(job, gh, letters, limit, WORKER_DIED)
+        with job_deadline(Deadline(settings.job_time_budget)):
+            owner = job.repo.split("/")[0]
+            engines = quotas.metered(partial(runtime.engine, owner=owner), settings, job)
+            outcome = run(
+                job,
+                gh,
+                engines,
+                review_drafts=runtime.settings().review_drafts,
+                locks=runtime.pull_locks(),
             )
-            if job.interactive:
-                give_up(job, gh, e)
-            raise
-        delay = retry_delay(self.request.retries, e.retry_after)
+    except TransientGitHubError as e:
+        if attempt >= limit:
+            return _give_up(job, gh, letters, attempt, e)
+        delay = retry_delay(attempt - 1, e.retry_after)
         log.warning("job %s: GitHub transient error, retry in %.0fs", job.key, delay)
+        retrying = True
         raise self.retry(exc=e, countdown=delay) from e
     finally:
         gh.close()
+        if not retrying:
+            letters.finished(job)
+            quotas.release(settings, job)
     log.info("job %s finished: %s", job.key, outcome.status)
     return {"key": job.key, "status": outcome.status, "review_id": outcome.review_id}
+
+
+def _give_up(
+    job: Job, gh: GitHubPort, letters: DeadLetters, attempts: int, error: Exception | str
+) -> dict[str, Any]:
+    """Move ``job`` to the dead letters; its check run or reply says reviewbot gave up."""
+    why = error if isinstance(error, str) else f"GitHub kept failing ({error})"
+    log.error("job %s: giving up after %d attempts: %s", job.key, attempts, why)
+    letters.bury(job, attempts, why)
+    if job.interactive:
+        give_up(job, gh, error, locks=runtime.pull_locks(), attempts=attempts)
+    else:
+        try:
+            give_up_review(job, gh, attempts, why)
+        except GitHubError as e:
+            log.error("job %s: could not report that it gave up: %s", job.key, e)
+    log.info("job %s finished: gave-up", job.key)
+    return {"key": job.key, "status": "gave-up", "review_id": None}

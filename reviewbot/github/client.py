@@ -6,6 +6,10 @@ of in-process attempts (:class:`~reviewbot.settings.defaults.GitHubSettings`).
 PyGithub's own retries are off (``retry=None``) so every wait is bounded here and a
 review POST is never blindly repeated. :class:`GitHubClient` is the production
 implementation of :class:`reviewbot.runners.ports.GitHubPort`.
+
+Only what reviewbot's own account wrote (:class:`~reviewbot.github.data.BotIdentity`)
+counts as reviewbot's: its markers, its reviews, its replies. Anyone else's text,
+another bot's included, is read as someone else's, whatever markers it carries.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 from github.Requester import Requester
 
-from reviewbot.github.data import CommentInfo, PullInfo
+from reviewbot.github.data import BotIdentity, CommentInfo, PullInfo
 from reviewbot.github.errors import (
     DiffTooLargeError,
     GitHubError,
@@ -59,6 +63,9 @@ T = TypeVar("T")
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _DEFAULT_SETTINGS = GitHubSettings()
+#: Pages of a commit's check runs searched for a job's run (GitHub keeps at most 1000
+#: runs of one name in a check suite).
+_CHECK_RUN_PAGES = 10
 
 
 def _error_text(data: Any) -> str:
@@ -116,8 +123,9 @@ def _raw(obj: Any) -> dict[str, Any]:
     return obj._rawData
 
 
-def _comment_info(data: Mapping[str, Any]) -> CommentInfo:
+def _comment_info(data: Mapping[str, Any], identity: BotIdentity) -> CommentInfo:
     user = data.get("user") or {}
+    user_id = user.get("id")
     return CommentInfo(
         id=int(data["id"]),
         author=str(user.get("login") or ""),
@@ -130,6 +138,8 @@ def _comment_info(data: Mapping[str, Any]) -> CommentInfo:
         in_reply_to=data.get("in_reply_to_id"),
         commit_id=data.get("commit_id"),
         diff_hunk=str(data.get("diff_hunk") or ""),
+        author_id=user_id if isinstance(user_id, int) else None,
+        by_reviewbot=identity.is_author(user),
     )
 
 
@@ -154,7 +164,8 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
 """
 
 
-def make_github(auth: Auth.Auth, base_url: str, settings: GitHubSettings) -> Github:
+def make_github(auth: Auth.Auth | None, base_url: str, settings: GitHubSettings) -> Github:
+    """A PyGithub client with reviewbot's settings (``auth`` None: unauthenticated)."""
     return Github(
         auth=auth,
         base_url=base_url.rstrip("/"),
@@ -168,18 +179,30 @@ def make_github(auth: Auth.Auth, base_url: str, settings: GitHubSettings) -> Git
     )
 
 
+#: reviewbot's own account, or how to learn it when first needed.
+IdentitySource = BotIdentity | Callable[[], BotIdentity]
+
+
 class GitHubClient:
-    """The calls reviewbot makes, with bounded retries and clear errors."""
+    """The calls reviewbot makes, with bounded retries and clear errors.
+
+    ``identity``: reviewbot's own account (or a function returning it, called once,
+    when first needed); None: the account of the client's own token (``GET /user``,
+    for a personal access token).
+    """
 
     def __init__(
         self,
         gh: Github,
         settings: GitHubSettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        identity: IdentitySource | None = None,
     ) -> None:
         self._gh = gh
         self.settings = settings or _DEFAULT_SETTINGS
         self._sleep = sleep
+        self._identity_source = identity
+        self._identity = identity if isinstance(identity, BotIdentity) else None
 
     @classmethod
     def from_token(
@@ -188,10 +211,15 @@ class GitHubClient:
         base_url: str = DEFAULT_GITHUB_API_URL,
         settings: GitHubSettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        identity: IdentitySource | None = None,
     ) -> GitHubClient:
-        """A client using a plain token (personal access or installation token)."""
+        """A client using a plain token (personal access or installation token).
+
+        ``identity`` None: reviewbot is the token's own account (``GET /user``).
+        """
         settings = settings or _DEFAULT_SETTINGS
-        return cls(make_github(Auth.Token(token), base_url, settings), settings, sleep)
+        gh = make_github(Auth.Token(token), base_url, settings)
+        return cls(gh, settings, sleep, identity)
 
     def __repr__(self) -> str:
         return f"GitHubClient(base_url={self._gh.requester.base_url!r})"
@@ -245,6 +273,37 @@ class GitHubClient:
 
     def _repo(self, full_name: str) -> Repository:
         return self._gh.get_repo(_check_repo(full_name))
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+        return data
+
+    # -- who is who --
+
+    @property
+    def identity(self) -> BotIdentity:
+        """reviewbot's own account (learned once, on first use)."""
+        if self._identity is None:
+            source = self._identity_source
+            self._identity = source() if callable(source) else self.account(None)
+        return self._identity
+
+    def app_slug(self) -> str:
+        """The App's slug (``GET /app``); the client must authenticate as the App (JWT)."""
+        data = self._call("GET /app", lambda: self._get_json("/app"))
+        slug = data.get("slug")
+        if not isinstance(slug, str) or not slug:
+            raise GitHubError("GET /app: GitHub's answer has no slug")
+        return slug
+
+    def account(self, login: str | None) -> BotIdentity:
+        """The account ``login`` (``GET /users/{login}``; None: the token's own, ``GET /user``)."""
+        url = "/user" if login is None else f"/users/{quote(login, safe='')}"
+        data = self._call(f"GET {url}", lambda: self._get_json(url))
+        found, user_id = data.get("login"), data.get("id")
+        if not isinstance(found, str) or not isinstance(user_id, int):
+            raise GitHubError(f"GET {url}: GitHub's answer has no login and id")
+        return BotIdentity(found, user_id)
 
     def _pull(self, full_name: str, number: int) -> PullRequest:
         return self._repo(full_name).get_pull(number)
@@ -328,21 +387,24 @@ class GitHubClient:
     # -- what was posted before --
 
     def markers(self, repo: str, number: int, conversation: bool = False) -> Markers:
-        """Every reviewbot marker in the PR's reviews and review comments.
+        """Every marker in the reviews and review comments reviewbot itself wrote on the PR.
 
-        ``conversation``: the conversation tab's comments too (command replies).
+        ``conversation``: its conversation tab's comments too (command replies).
+        Markers in anyone else's text are ignored.
         """
+        ours = self.identity.is_author
 
         def fetch() -> Markers:
             pr = self._pull(repo, number)
-            found = Markers()
-            for review in pr.get_reviews():
-                found |= parse_markers(review.body)
-            for comment in pr.get_review_comments():
-                found |= parse_markers(comment.body)
+            listings = [pr.get_reviews(), pr.get_review_comments()]
             if conversation:
-                for comment in pr.get_issue_comments():
-                    found |= parse_markers(comment.body)
+                listings.append(pr.get_issue_comments())
+            found = Markers()
+            for listing in listings:
+                for item in listing:
+                    data = _raw(item)
+                    if ours(data.get("user")):
+                        found |= parse_markers(data.get("body"))
             return found
 
         return self._call(f"GET /repos/{repo}/pulls/{number}/reviews+comments", fetch)
@@ -354,16 +416,20 @@ class GitHubClient:
     def find_review(
         self, repo: str, number: int, kind: str, head_sha: str, fingerprint: str | None = None
     ) -> int | None:
-        """The id of a posted review of ``kind`` at ``head_sha`` (and ``fingerprint``)."""
+        """The id of reviewbot's review of ``kind`` at ``head_sha`` (and ``fingerprint``)."""
+        ours = self.identity.is_author
 
         def fetch() -> int | None:
             for review in self._pull(repo, number).get_reviews():
-                for m in parse_markers(review.body).reviews:
+                data = _raw(review)
+                if not ours(data.get("user")):
+                    continue
+                for m in parse_markers(data.get("body")).reviews:
                     if (m.kind, m.head_sha) == (kind, head_sha) and fingerprint in (
                         None,
                         m.fingerprint,
                     ):
-                        return review.id
+                        return int(data["id"])
             return None
 
         return self._call(f"GET /repos/{repo}/pulls/{number}/reviews", fetch)
@@ -386,10 +452,11 @@ class GitHubClient:
         self, repo: str, number: int, where: str, listing: Callable[[PullRequest], Any]
     ) -> list[CommentInfo]:
         url = f"/repos/{_check_repo(repo)}/{where}/{number}/comments"
+        identity = self.identity
         return self._call(
             f"GET {url}",
             lambda: sorted(
-                (_comment_info(_raw(c)) for c in listing(self._pull(repo, number))),
+                (_comment_info(_raw(c), identity) for c in listing(self._pull(repo, number))),
                 key=lambda c: c.id,
             ),
         )
@@ -397,12 +464,8 @@ class GitHubClient:
     def review_comment(self, repo: str, comment_id: int) -> CommentInfo:
         """One inline review comment."""
         url = f"/repos/{_check_repo(repo)}/pulls/comments/{int(comment_id)}"
-
-        def fetch() -> CommentInfo:
-            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
-            return _comment_info(data)
-
-        return self._call(f"GET {url}", fetch)
+        identity = self.identity
+        return self._call(f"GET {url}", lambda: _comment_info(self._get_json(url), identity))
 
     def review_thread(self, repo: str, number: int, comment_id: int) -> list[CommentInfo]:
         """The review thread holding ``comment_id``: its root comment first, then replies."""
@@ -508,7 +571,8 @@ class GitHubClient:
         """Answer a comment: in its review thread, or in the conversation; returns the id.
 
         ``body`` must carry the answer's reply marker: before a retry after an
-        uncertain failure, an already-posted reply is looked up by it (never posted twice).
+        uncertain failure, reviewbot's own reply carrying it is looked up (never posted
+        twice; the same marker in anyone else's comment does not count).
         """
         text = clip_text(body, COMMENT_BODY_MAX_CHARS)
         marker = reply_marker(comment_id)
@@ -524,7 +588,8 @@ class GitHubClient:
             listing = self.issue_comments
 
         def posted() -> int | None:
-            return next((c.id for c in listing(repo, number) if marker in c.body), None)
+            found = (c for c in listing(repo, number) if c.by_reviewbot and marker in c.body)
+            return next((c.id for c in found), None)
 
         def post() -> int:
             _, data = self._gh.requester.requestJsonAndCheck("POST", url, input={"body": text})
@@ -604,19 +669,62 @@ class GitHubClient:
 
     # -- check runs --
 
-    def start_check_run(self, repo: str, head_sha: str) -> int:
-        """Create the "reviewbot" check run on ``head_sha``, in progress; returns its id."""
+    def find_check_run(self, repo: str, head_sha: str, external_id: str) -> int | None:
+        """The newest "reviewbot" check run on ``head_sha`` with ``external_id`` that is
+        not completed (an earlier attempt at the same job left it in progress), or None.
+
+        GitHub lists a commit's check runs by name (``filter=all``: not only the
+        latest); the external id is matched here, as GitHub offers no filter for it.
+        """
+        url = f"/repos/{_check_repo(repo)}/commits/{quote(head_sha, safe='')}/check-runs"
+        per_page = self.settings.per_page
+        params: dict[str, Any] = {
+            "check_name": self.settings.check_run_name,
+            "filter": "all",
+            "per_page": per_page,
+        }
+
+        def fetch() -> int | None:
+            open_ids: list[int] = []
+            for page in range(1, _CHECK_RUN_PAGES + 1):
+                _, data = self._gh.requester.requestJsonAndCheck(
+                    "GET", url, parameters={**params, "page": page}
+                )
+                runs = data.get("check_runs") or []
+                open_ids += [
+                    int(run["id"])
+                    for run in runs
+                    if run.get("external_id") == external_id and run.get("status") != "completed"
+                ]
+                if len(runs) < per_page or page * per_page >= int(data.get("total_count") or 0):
+                    break
+            return max(open_ids, default=None)
+
+        return self._call(f"GET {url}", fetch)
+
+    def start_check_run(self, repo: str, head_sha: str, external_id: str) -> int:
+        """Create the "reviewbot" check run on ``head_sha``, in progress, carrying
+        ``external_id`` (the job's key); returns its id.
+
+        A retried POST first looks for the run by ``external_id``: GitHub may have
+        created it although the answer was lost.
+        """
 
         def create() -> int:
             run = self._repo(repo).create_check_run(
                 name=self.settings.check_run_name,
                 head_sha=head_sha,
+                external_id=external_id,
                 status="in_progress",
                 started_at=datetime.now(UTC),
             )
             return run.id
 
-        return self._call(f"POST /repos/{repo}/check-runs", create)
+        return self._call(
+            f"POST /repos/{repo}/check-runs",
+            create,
+            on_retry=lambda: self.find_check_run(repo, head_sha, external_id),
+        )
 
     def complete_check_run(
         self, repo: str, check_id: int, conclusion: str, title: str, summary: str

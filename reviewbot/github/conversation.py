@@ -3,24 +3,30 @@
 The slash-command handlers (:mod:`reviewbot.runners.handlers`) build their prompts
 from review threads and the conversation tab here, and turn completions into the
 reply texts posted back: committable suggestions (apply-checked), answers, help.
+Every reply text made here is inert (:mod:`reviewbot.review.markdown`): the
+model's answers, quoted questions, failure reasons, config errors and the
+config summary cannot mention anyone, carry a marker or a suggestion of their own.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reviewbot.github.markers import strip_markers
 from reviewbot.jobs.commands import COMMANDS, CommandError, parse_command
+from reviewbot.review.markdown import code_block, code_span, inert, readable
 from reviewbot.review.noise import clean_completion
+from reviewbot.review.pipeline import PROPOSED, PROPOSED_UNPOSTABLE
 from reviewbot.review.prompts import Renderer, Turn, format_spec, render_task
 from reviewbot.review.suggestions import (
     Suggestion,
     apply_suggestion,
-    code_block,
     extract_code,
     map_revision,
+    postable,
     suggestion_block,
 )
 from reviewbot.review.units import ReviewUnit
@@ -31,23 +37,64 @@ from reviewbot.settings.defaults import (
     REPLY_MAX_CHARS,
 )
 
-_SUGGESTION_BLOCK = re.compile(r"\n*^(`{3,}|~{3,})suggestion[^\n]*\n.*?^\1[ \t]*$", re.S | re.M)
-_PROPOSED = re.compile(r"\n*Proposed revision \(it does not map onto the changed lines\):.*", re.S)
-_ALSO = re.compile(r"\n*Also applies to: .*$", re.S)
-_LEADING_QUOTE = re.compile(r"\A(?:>[^\n]*\n)+\s*")
+_SUGGESTION_OPENER = re.compile(r"(`{3,}|~{3,})suggestion")
+_FENCE_LINE = re.compile(r"`{3,}|~{3,}")
+#: Where the parts after a finding's critique start (see reviewbot.review.pipeline).
+_TAILS = (PROPOSED, PROPOSED_UNPOSTABLE, "Also applies to: ")
 _ASSISTANT = re.compile(r"\A\s*(?:Assistant|AI|Answer)\s*:\s*", re.I)
 
 
 def finding_critique(body: str) -> str:
-    """The critique text of one of reviewbot's finding comments.
+    """The critique text of one of reviewbot's finding comments (as model input).
 
     Markers, a leading quote (the question an answer repeats), the ```suggestion
-    block, the proposed-revision block and the "Also applies to" note are left out.
+    block, the proposed-revision block and the "Also applies to" note are left
+    out, and the invisible characters that made the text inert are taken out.
+    Line by line, in time linear in the body's length.
     """
-    text = _LEADING_QUOTE.sub("", strip_markers(body))
-    text = _SUGGESTION_BLOCK.sub("", text)
-    text = _PROPOSED.sub("", text)
-    return _ALSO.sub("", text).strip()
+    lines = strip_markers(body).split("\n")
+    lines = _without_suggestions(_without_leading_quote(lines))
+    for i, line in enumerate(lines):
+        if line.startswith(_TAILS):
+            lines = lines[:i]
+            break
+    return readable("\n".join(lines).strip())
+
+
+def _without_leading_quote(lines: list[str]) -> list[str]:
+    """``lines`` without the quote they start with (each quoted line ends in a newline)."""
+    i = 0
+    while i < len(lines) - 1 and lines[i].startswith(">"):
+        i += 1
+    return lines[i:]
+
+
+def _without_suggestions(lines: list[str]) -> list[str]:
+    """``lines`` without closed ```suggestion blocks (and the blank lines before them).
+
+    A block closes at the next line that is its exact fence (trailing blanks
+    allowed); closing lines are indexed once, so every line is looked at once.
+    """
+    closers: dict[str, list[int]] = {}
+    for i, line in enumerate(lines):
+        fence = line.rstrip(" \t")
+        if _FENCE_LINE.fullmatch(fence):
+            closers.setdefault(fence, []).append(i)
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        m = _SUGGESTION_OPENER.match(lines[i])
+        if m is not None:
+            ends = closers.get(m.group(1), [])
+            k = bisect.bisect_right(ends, i)
+            if k < len(ends):
+                while out and not out[-1]:
+                    out.pop()
+                i = ends[k] + 1
+                continue
+        out.append(lines[i])
+        i += 1
+    return out
 
 
 # --- threads ----------------------------------------------------------------------------
@@ -91,7 +138,7 @@ def dialogue_renderer(renderer: Renderer) -> Renderer:
         format_spec(f"{renderer.fmt}-dialogue")
     except KeyError:
         return renderer
-    return Renderer(f"{renderer.fmt}-dialogue", renderer.chat_template)
+    return replace(renderer, fmt=f"{renderer.fmt}-dialogue")
 
 
 def _merge(turns: list[Turn]) -> list[Turn]:
@@ -143,8 +190,9 @@ def pr_context(diff: str, max_chars: int = ASK_CONTEXT_MAX_CHARS) -> str:
 
 
 def clean_answer(completion: str) -> str:
-    """An /ask answer: a leading "Assistant:" dropped, runaway turns cut, length capped."""
-    return clean_completion(_ASSISTANT.sub("", completion.strip()), REPLY_MAX_CHARS)
+    """An /ask answer: a leading "Assistant:" dropped, runaway turns cut, length capped,
+    made inert."""
+    return inert(clean_completion(_ASSISTANT.sub("", completion.strip()), REPLY_MAX_CHARS))
 
 
 def thread_unit(path: str, file_text: str, start: int, end: int) -> ReviewUnit:
@@ -152,7 +200,7 @@ def thread_unit(path: str, file_text: str, start: int, end: int) -> ReviewUnit:
     lines = file_text.split("\n")
     if not 1 <= start <= end <= len(lines):
         raise CommandError(
-            f"lines {start}–{end} are not in `{path}` at the head ({len(lines)} lines)"
+            f"lines {start}–{end} are not in {code_span(path)} at the head ({len(lines)} lines)"
         )
     return ReviewUnit(path, start, end, "", "\n".join(lines[start - 1 : end]))
 
@@ -163,7 +211,8 @@ def thread_suggestion(unit: ReviewUnit, revised: str, min_similarity: float) -> 
     A reply's ```suggestion replaces the lines its thread is on, so the
     suggestion spans exactly ``unit`` (the thread's lines); it exists only if
     the revision maps onto them (:func:`map_revision`) and applying it to the
-    file yields the revision (the apply-check).
+    file yields the revision (the apply-check). Whether it may be posted as a
+    suggestion is :func:`~reviewbot.review.suggestions.postable`'s question.
     """
     if map_revision(unit, revised, min_similarity) is None:
         return None
@@ -185,6 +234,11 @@ def revision_reply(unit: ReviewUnit, completion: str, min_similarity: float) -> 
             "Proposed revision (it does not map onto the lines of this thread, so it "
             "cannot be committed as a suggestion):\n\n" + code_block(revised)
         )
+    if not postable(s):
+        return (
+            "Proposed revision (it holds an HTML comment opener, so it cannot be "
+            "committed as a suggestion):\n\n" + code_block(revised)
+        )
     where = f"line {s.start}" if s.start == s.end else f"lines {s.start}–{s.end}"
     return f"Suggested revision of {where}:\n\n{suggestion_block(s)}"
 
@@ -196,17 +250,21 @@ def summary_reply(summary: str | None, head_sha: str, revised_units: int) -> str
         if revised_units:
             return f"{title}\n\nThe model's summaries said nothing worth posting."
         return f"{title}\n\nThe review found no flaws to summarise."
-    return f"{title}\n\n{summary}"
+    return f"{title}\n\n{inert(summary)}"
 
 
 # --- reply texts --------------------------------------------------------------------------
 
 
 def help_text(config_summary: str, unknown: str | None = None, config_error: str = "") -> str:
-    """The /help reply: the command table, then the repository's effective configuration."""
+    """The /help reply: the command table, then the repository's effective configuration.
+
+    The config summary holds the repository's own strings: it sits in a code
+    block whose fence nothing inside can close; the config error is made inert.
+    """
     lines = []
     if unknown:
-        lines += [f"Unknown command `/{unknown}`.", ""]
+        lines += [f"Unknown command {code_span('/' + unknown)}.", ""]
     open_to_all = ", ".join(f"/{c.name}" for c in COMMANDS.values() if c.roles is None)
     lines += [
         f"**reviewbot commands** ({_roles(COMMAND_ROLES)} permission needed for all but "
@@ -216,11 +274,11 @@ def help_text(config_summary: str, unknown: str | None = None, config_error: str
     lines += [f"- `{spec.usage}`: {spec.summary}" for spec in COMMANDS.values()]
     lines += ["", "Commands start a comment (`/review`, or `@reviewbot review`).", ""]
     if config_error:
-        lines += [f"**Configuration error:** {config_error}", ""]
+        lines += [f"**Configuration error:** {inert(config_error)}", ""]
         lines += ["Until it is fixed, model commands fail; the defaults are:", ""]
     else:
         lines += ["**Effective configuration** (`.github/reviewbot.toml`, default branch):", ""]
-    lines += ["```toml", config_summary, "```"]
+    lines.append(code_block(config_summary, "toml"))
     return "\n".join(lines)
 
 
@@ -241,12 +299,13 @@ def _roles(roles: frozenset[str]) -> str:
 
 
 def failure_text(command: str, reason: str) -> str:
-    return f"`/{command}` failed: {reason}"
+    """The reply to a failed command; ``reason`` (it may quote user input) made inert."""
+    return f"{code_span('/' + command)} failed: {inert(reason)}"
 
 
 def quote(text: str, max_chars: int = 300) -> str:
-    """``text`` as a Markdown quote (cut to ``max_chars``)."""
+    """``text`` (a user's) as an inert Markdown quote (cut to ``max_chars``)."""
     text = text.strip()
     if len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"
-    return "\n".join(f"> {line}" if line else ">" for line in text.split("\n"))
+    return "\n".join(f"> {line}" if line else ">" for line in inert(text).split("\n"))

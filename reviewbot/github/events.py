@@ -21,9 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reviewbot.github.data import BotIdentity
 from reviewbot.jobs.commands import parse_command
 from reviewbot.jobs.job import CommentType, Job, JobKind
-from reviewbot.settings.defaults import BOT_LOGIN_SUFFIX, MAX_WEBHOOK_BODY_BYTES
+from reviewbot.settings.defaults import (
+    BOT_LOGIN_SUFFIX,
+    MAX_WEBHOOK_BODY_BYTES,
+    TRUSTED_ASSOCIATIONS,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 EVENT_HEADER = "X-GitHub-Event"
@@ -65,13 +70,17 @@ class Rejected:
 
 @dataclass(frozen=True)
 class EventConfig:
-    """Server-wide event handling: the bot's own login (its comments never run).
+    """Server-wide event handling: reviewbot's own account (its comments never run).
 
+    ``bot_login`` / ``bot_id``: the account, as the web process learned it from
+    GitHub (the App's ``{slug}[bot]`` and its user id) or as configured; matched by
+    id when known, else by login (case-insensitively).
     Drafts are not decided here: whether to review one is the repository's choice
     (``drafts`` in ``.github/reviewbot.toml``), which only the worker reads.
     """
 
     bot_login: str | None = None
+    bot_id: int | None = None
 
 
 Handler = Callable[[Mapping[str, Any], str, EventConfig], "Job | Ignored"]
@@ -244,7 +253,9 @@ def _command_job(
     """The job of a created comment that starts with a command, or why there is none.
 
     Edited and deleted comments never run (a comment runs once, when created);
-    neither do comments by bots, by reviewbot itself, or carrying its markers.
+    neither do comments by bots, by reviewbot itself, or carrying its markers. A
+    command that runs the model is queued only for an author GitHub associates with
+    the repository (``author_association`` OWNER, MEMBER or COLLABORATOR).
     """
     action = _field(payload, "action", str)
     if action != "created":
@@ -260,6 +271,14 @@ def _command_job(
         return Ignored("comment carries no command")
     if state == "closed":
         return Ignored("pull request is closed")
+    association = payload["comment"].get("author_association")
+    if command.spec.roles is not None and association not in TRUSTED_ASSOCIATIONS:
+        # An outsider cannot queue model work; the worker still checks the role.
+        login = author.get("login")
+        return Ignored(
+            f"/{command.name} by {login!r} ({association or 'no association'}): model "
+            f"commands are for {', '.join(sorted(TRUSTED_ASSOCIATIONS))} authors"
+        )
     return Job(
         kind=command.kind,
         repo=_field(payload, "repository.full_name", str),
@@ -285,14 +304,15 @@ HANDLERS: dict[str, Handler] = {
 
 
 def _bot_reason(user: Any, config: EventConfig) -> str | None:
-    """Why ``user`` (a payload user object) is a bot whose comments never run, if it is."""
+    """Why ``user`` (a payload user object) is a bot whose comments never run, if it is:
+    reviewbot's own account (by id when known, else by login), or any other bot."""
     if not isinstance(user, Mapping):
         return None
     login = user.get("login")
+    if config.bot_login and BotIdentity(config.bot_login, config.bot_id).is_author(user):
+        return "sender is reviewbot itself"
     if user.get("type") == "Bot" or (isinstance(login, str) and login.endswith(BOT_LOGIN_SUFFIX)):
         return f"sender {login!r} is a bot"
-    if config.bot_login and login == config.bot_login:
-        return "sender is reviewbot itself"
     return None
 
 

@@ -7,6 +7,10 @@
   ``<!-- reviewbot:finding:{fingerprint} -->``, so a finding is never posted twice;
 - an answer to a command carries ``<!-- reviewbot:reply:{comment id} -->``, and the
   one permission-denied reply a user gets on a PR ``<!-- reviewbot:denied:{login} -->``.
+
+Anyone can type a marker into a comment: a marker counts only in a review or comment
+that reviewbot's own account wrote (:class:`reviewbot.github.data.BotIdentity`; the
+GitHub edge reads markers from those alone).
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from reviewbot.settings.defaults import REVIEW_FINGERPRINT_CHARS, REVIEWBOT_MARK
 
 _P = re.escape(REVIEWBOT_MARKER_PREFIX)
 _FINDING_MARKER = re.compile(_P + r"finding:([0-9a-f]{6,64}) -->")
-_REVIEW_MARKER = re.compile(_P + r"([a-z]+):([0-9a-f]{7,64}):([0-9a-f]{6,64}) -->")
+_REVIEW_MARKER = re.compile(_P + r"([a-z]{1,20}):([0-9a-f]{7,64}):([0-9a-f]{6,64}) -->")
 _REPLY_MARKER = re.compile(_P + r"reply:(\d{1,20}) -->")
 _DENIED_MARKER = re.compile(_P + r"denied:([A-Za-z0-9][A-Za-z0-9_.\[\]-]{0,60}) -->")
-_ANY_MARKER = re.compile(_P + r"[^>]*-->")
+_ANY_MARKER = re.compile(_P + r"[^>]{0,200}-->")
 
 
 class ReviewMarker(NamedTuple):

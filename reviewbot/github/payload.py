@@ -5,6 +5,12 @@ that a rerun posts nothing twice. When there is nothing new to say,
 :func:`build_review_payload` returns None (see :func:`_worth_posting` for the rule).
 A comment GitHub cannot place on the diff moves into the review body
 (:func:`unplaceable_comments` finds which).
+
+Everything here that is not reviewbot's own text is made inert at this edge
+(:mod:`reviewbot.review.markdown`): the summary, comment bodies (an inline one
+keeps only the apply-checked suggestion of its comment), paths (as code spans),
+skip reasons (they quote paths and repository config values). The hidden
+markers are added after that, so they are the only ones.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from reviewbot.github.markers import finding_marker, reply_marker, review_finger
 from reviewbot.jobs.job import REQUESTED_REVIEW_KINDS, REVIEW_TITLES
 from reviewbot.review.findings import Comment, Review
 from reviewbot.review.hunks import Hunk, HunkError, parse_patch
+from reviewbot.review.markdown import code_span, inert
 from reviewbot.review.units import Skipped
 from reviewbot.settings.defaults import (
     COMMENT_BODY_MAX_CHARS,
@@ -129,7 +136,8 @@ def comment_json(c: Comment) -> dict[str, Any]:
 
 
 def _inline_body(c: Comment) -> str:
-    return f"{c.body}\n\n{finding_marker(c.fingerprint)}"
+    """The comment's body made inert (keeping its own suggestion), then its marker."""
+    return f"{inert(c.body, suggestion=c.suggestion)}\n\n{finding_marker(c.fingerprint)}"
 
 
 def build_review_payload(
@@ -277,7 +285,7 @@ def _hunks(patch: str | None) -> list[Hunk] | None:
 def _where(path: str, start: int | None, line: int, side: str) -> str:
     span = f"line {line}" if start is None or start == line else f"lines {start}–{line}"
     old = " (old side)" if side == "LEFT" else ""
-    return f"`{path}` {span}{old}"
+    return f"{code_span(path)} {span}{old}"
 
 
 def plural(n: int, word: str) -> str:
@@ -287,7 +295,7 @@ def plural(n: int, word: str) -> str:
 def _item_markdown(item: BodyItem) -> str:
     """A finding as a list item: location, text, suggestion as plain code, marker."""
     c = item.comment
-    text = _SUGGESTION_FENCE.sub(lambda m: f"Suggested change:\n\n{m.group(1)}", c.body)
+    text = inert(_SUGGESTION_FENCE.sub(lambda m: f"Suggested change:\n\n{m.group(1)}", c.body))
     lines = [f"- **{_where(c.path, c.start_line, c.line, c.side)}**", ""]
     lines += [*text.split("\n"), "", finding_marker(c.fingerprint)]
     return "\n".join(lines[:1] + [f"  {x}" if x else "" for x in lines[1:]])
@@ -296,7 +304,7 @@ def _item_markdown(item: BodyItem) -> str:
 def _skipped_markdown(skipped: Sequence[Skipped]) -> str:
     if not skipped:
         return ""
-    rows = [f"- `{s.path}`: {s.reason}" for s in skipped[:MAX_SKIPPED_LISTED]]
+    rows = [f"- {code_span(s.path)}: {inert(s.reason)}" for s in skipped[:MAX_SKIPPED_LISTED]]
     if len(skipped) > MAX_SKIPPED_LISTED:
         rows.append(f"- … and {len(skipped) - MAX_SKIPPED_LISTED} more")
     return "\n".join([f"### Not reviewed ({len(skipped)})", "", *rows])
@@ -308,7 +316,7 @@ def _summary_markdown(payload: ReviewPayload) -> str:
         text = payload.summary
         if len(text) > limit:
             text = text[:limit].rstrip() + " …"
-        return f"### Summary\n\n{text}"
+        return f"### Summary\n\n{inert(text)}"
     return ""
 
 
@@ -358,7 +366,7 @@ def _items_markdown(items: Sequence[BodyItem], budget: int) -> tuple[str, tuple[
             rendered.append(text)
             shown.append(item.comment.fingerprint)
         if rendered:
-            blocks.append(_NOTES.get(reason, f"{reason[:1].upper()}{reason[1:]}:"))
+            blocks.append(_NOTES.get(reason) or inert(f"{reason[:1].upper()}{reason[1:]}:"))
             blocks += rendered
     if left_out:
         blocks.append(

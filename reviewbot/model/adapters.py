@@ -22,7 +22,7 @@ from reviewbot.model.loading import (
     read_metadata,
     resolve_model,
 )
-from reviewbot.review.prompts import Renderer, template_fingerprint
+from reviewbot.review.prompts import Renderer, neutralise, template_fingerprint
 from reviewbot.settings.defaults import DEMO_MODEL, PROMPT_FORMATS, SEED_PROMPT_FORMAT
 
 log = logging.getLogger(__name__)
@@ -184,14 +184,66 @@ def choose_prompt_format(
     return SEED_PROMPT_FORMAT
 
 
+def special_token_strings(tokenizer: Any) -> tuple[str, ...]:
+    """The strings ``tokenizer`` turns into one added (special) token each.
+
+    Its special tokens (``all_special_tokens``) and every added token
+    (``get_added_vocab``: chat-role markers such as ``<|im_start|>``, tool and
+    thinking tags some models do not flag as special), except whitespace-only
+    ones (formatting, not control) and single characters (nothing can be
+    inserted into them; logged).
+    """
+    found = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    get_added = getattr(tokenizer, "get_added_vocab", None)
+    if callable(get_added):
+        found.update(get_added())
+    kept = []
+    for token in sorted(found):
+        if not token.strip():
+            continue
+        if len(token) == 1:
+            log.warning("special token %r is one character: it cannot be neutralised", token)
+            continue
+        kept.append(token)
+    return tuple(kept)
+
+
 def make_renderer(fmt: str, tokenizer: Any) -> Renderer:
-    """A ``Renderer`` for ``fmt``; ``chat`` renders through the tokenizer's template."""
+    """A ``Renderer`` for ``fmt`` that keeps untrusted text from forming special tokens.
+
+    ``chat`` renders through the tokenizer's template, whose own special tokens
+    stay special; the renderer knows the tokenizer's special-token strings
+    (:func:`special_token_strings`) and neutralises them in the text of every
+    turn (:mod:`reviewbot.review.prompts`). Serving and finetune/ both render
+    through this renderer and tokenize its prompt the same way
+    (:func:`reviewbot.model.generation.prompt_token_ids`), so they see the same
+    ids. Refused (ModelLoadError) for a tokenizer that still reads a special
+    token in a neutralised string (say, one whose normalizer drops the
+    zero-width space).
+    """
     template = None
     if getattr(tokenizer, "chat_template", None):
         template = partial(
             tokenizer.apply_chat_template, tokenize=False, add_generation_prompt=True
         )
-    return Renderer(fmt, template)
+    specials = special_token_strings(tokenizer)
+    _check_neutralised(tokenizer, specials)
+    return Renderer(fmt, template, specials)
+
+
+def _check_neutralised(tokenizer: Any, specials: tuple[str, ...]) -> None:
+    """ModelLoadError unless every neutralised special-token string is ordinary text."""
+    if not specials:
+        return
+    convert = tokenizer.convert_tokens_to_ids
+    special_ids = {convert(s) for s in specials} - {tokenizer.unk_token_id, None}
+    for token in specials:
+        ids = tokenizer(neutralise(token, specials), add_special_tokens=False)["input_ids"]
+        if special_ids.intersection(ids):
+            raise ModelLoadError(
+                f"the tokenizer still reads a special token in {token!r} with a zero-width "
+                "space inserted: untrusted text could fake its control tokens"
+            )
 
 
 def warn_on_template_change(adapter: str, meta: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
 """Generation: batched greedy decoding with a loaded model, within its context.
 
 :class:`Engine` holds a model (with its active adapter), its tokenizer and the
-prompt renderer of its format; ``generate`` turns prompts into completions.
+prompt renderer of its format; ``generate`` turns prompts into completions. Inside
+a job (:func:`reviewbot.jobs.deadline.job_deadline`) generation stops at the job's
+deadline, mid-batch, and raises :class:`~reviewbot.jobs.deadline.DeadlineExceeded`
+instead of returning cut-off completions.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import torch
 
+from reviewbot.jobs.deadline import Deadline, current_deadline
 from reviewbot.review.prompts import Renderer
 from reviewbot.settings.defaults import GenerationSettings
 
@@ -52,6 +56,21 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     return sorted(ids)
+
+
+def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of a rendered prompt: what the engine feeds the model, and what
+    finetune/ trains on (:mod:`finetune.encode`), so both see the same ids.
+
+    The tokenizer's special tokens are read in ``prompt``: they are the
+    template's own (chat roles, BOS), since the renderer made by
+    :func:`reviewbot.model.adapters.make_renderer` neutralised every special-token
+    string in the untrusted text it wrapped. The tokenizer adds its own special
+    tokens (BOS) unless the prompt already starts with BOS.
+    """
+    bos = tokenizer.bos_token
+    special = not (bos and prompt.startswith(bos))
+    return list(tokenizer(prompt, add_special_tokens=special)["input_ids"])
 
 
 def truncate_middle(ids: list[int], budget: int) -> list[int]:
@@ -126,10 +145,12 @@ class Engine:
         return prompt_budget, new_tokens
 
     def encode(self, prompt: str, budget: int) -> tuple[list[int], bool]:
-        """Token ids of ``prompt`` cut to ``budget`` (middle dropped); and whether it was cut."""
-        bos = self.tokenizer.bos_token
-        special = not (bos and prompt.startswith(bos))
-        ids = list(self.tokenizer(prompt, add_special_tokens=special)["input_ids"])
+        """Token ids of ``prompt`` cut to ``budget`` (middle dropped); and whether it was cut.
+
+        ``prompt`` is rendered by ``self.renderer``, so untrusted text in it forms
+        no special token (:func:`prompt_token_ids`).
+        """
+        ids = prompt_token_ids(self.tokenizer, prompt)
         if len(ids) <= budget:
             return ids, False
         log.warning(
@@ -167,9 +188,14 @@ class Engine:
         first = torch.where(eos.any(dim=1), eos.int().argmax(dim=1) + 1, new.shape[1])
         return int(first.sum())
 
-    def _run_batch(self, rows: Sequence[list[int]], config: Any) -> tuple[list[str], int]:
+    def _run_batch(
+        self, rows: Sequence[list[int]], config: Any, deadline: Deadline | None = None
+    ) -> tuple[list[str], int]:
         ids, mask = self._pad_left(rows)
-        out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        stop = _stop_at(deadline)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask, generation_config=config, stopping_criteria=stop
+        )
         new = out[:, ids.shape[1] :]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return texts, self._count_generated(new)
@@ -177,9 +203,16 @@ class Engine:
     def generate(
         self, prompts: list[str], max_new_tokens: int | None = None, progress: bool = False
     ) -> list[str]:
-        """Greedy completions of ``prompts`` (new text only), in input order."""
+        """Greedy completions of ``prompts`` (new text only), in input order.
+
+        Inside a job, the job's deadline is checked before each batch and after every
+        new token; past it, :class:`~reviewbot.jobs.deadline.DeadlineExceeded`.
+        """
         from tqdm.auto import tqdm
 
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.check("generation")
         requested = self.settings.max_new_tokens if max_new_tokens is None else max_new_tokens
         if requested < 1:
             raise ValueError(f"max_new_tokens must be positive, not {requested}")
@@ -202,7 +235,9 @@ class Engine:
         with self._lock, self._select(), bar, torch.inference_mode():
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
-                texts, count = self._run_batch([rows[i] for i in batch], config)
+                texts, count = self._run_batch([rows[i] for i in batch], config, deadline)
+                if deadline is not None:
+                    deadline.check("generation")  # stopped by the deadline: cut off
                 for i, text in zip(batch, texts, strict=True):
                     outputs[i] = text
                 generated += count
@@ -217,3 +252,21 @@ class Engine:
             truncated=sum(cut for _, cut in encoded),
         )
         return outputs
+
+
+def _stop_at(deadline: Deadline | None) -> Any:
+    """Stopping criteria that end ``model.generate`` once ``deadline`` has passed.
+
+    The deadline's own clock decides (rather than transformers' ``max_time`` on the
+    wall clock), so generation stops exactly when :meth:`Deadline.check` would fail.
+    """
+    if deadline is None:
+        return None
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _PastDeadline(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            done = deadline.expired()
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool).to(input_ids.device)
+
+    return StoppingCriteriaList([_PastDeadline()])

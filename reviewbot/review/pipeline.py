@@ -1,7 +1,10 @@
 """The review pipeline: units → prompts → completions → findings → Review.
 
 Pure given a ``generate(prompts) -> completions`` function; the model engine,
-the CLI and the workers supply that function.
+the CLI and the workers supply that function. Comment bodies and the summary
+are built from parts: the model's text made inert
+(:func:`reviewbot.review.markdown.inert`), paths as code spans, and the one
+suggestion block the pipeline built from an apply-checked suggestion.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from reviewbot.review.findings import Comment, Dropped, Finding, Review, fingerprint
+from reviewbot.review.markdown import code_block, code_span, inert
 from reviewbot.review.noise import clean_completion, group_duplicates, noise_reason
 from reviewbot.review.prompts import Renderer
-from reviewbot.review.suggestions import code_block, extract_code, map_revision, suggestion_block
+from reviewbot.review.suggestions import extract_code, map_revision, postable, suggestion_block
 from reviewbot.review.units import Plan, ReviewUnit
 from reviewbot.settings.defaults import ReviewOptions
 
@@ -94,23 +98,40 @@ def _range(start: int, end: int) -> str:
     return f"line {start}" if start == end else f"lines {start}–{end}"
 
 
+#: How a revision that is no committable suggestion is introduced in a comment.
+PROPOSED = "Proposed revision (it does not map onto the changed lines):"
+PROPOSED_UNPOSTABLE = (
+    "Proposed revision (shown as plain code: it holds an HTML comment opener, "
+    "which reviewbot never offers as a committable suggestion):"
+)
+
+
 def to_comment(finding: Finding, revise: bool) -> Comment:
-    """Anchor a finding: on the suggestion's lines, else on the unit's added lines."""
+    """Anchor a finding: on the suggestion's lines, else on the unit's added lines.
+
+    The body is built from parts: the critique made inert, then the
+    apply-checked suggestion block, or the revision as a plain code block,
+    then the "Also applies to" paths as code spans.
+    """
     unit = finding.unit
-    body = finding.critique
-    suggestion = finding.suggestion if revise else None
+    parts = [inert(finding.critique)]
+    mapped = finding.suggestion if revise else None
+    suggestion = mapped if mapped is not None and postable(mapped) else None
     if suggestion is not None:
         start, end = suggestion.start, suggestion.end
-        body += "\n\n" + suggestion_block(suggestion)
+        parts.append(suggestion_block(suggestion))
     else:
         lines = unit.added_lines or (unit.start_line, unit.end_line)
         start, end = min(lines), max(lines)
         if revise and finding.revision:
-            body += "\n\nProposed revision (it does not map onto the changed lines):\n\n"
-            body += code_block(finding.revision)
+            label = PROPOSED if mapped is None else PROPOSED_UNPOSTABLE
+            parts += [label, code_block(finding.revision)]
     if finding.also:
-        where = ", ".join(f"`{u.path}` {_range(u.start_line, u.end_line)}" for u in finding.also)
-        body += f"\n\nAlso applies to: {where}."
+        where = ", ".join(
+            f"{code_span(u.path)} {_range(u.start_line, u.end_line)}" for u in finding.also
+        )
+        parts.append(f"Also applies to: {where}.")
+    body = "\n\n".join(parts)
     suggestion_text = suggestion.text if suggestion is not None else None
     return Comment(
         path=unit.path,
@@ -131,8 +152,8 @@ def summarise(
     for f, raw in zip(findings, completions, strict=True):
         text = clean_completion(raw, options.noise.max_critique_chars)
         if noise_reason(text, f.unit.original, options.noise) is None:
-            where = f"`{f.unit.path}` {_range(f.unit.start_line, f.unit.end_line)}"
-            parts.append(f"- {where}: {text}")
+            where = f"{code_span(f.unit.path)} {_range(f.unit.start_line, f.unit.end_line)}"
+            parts.append(f"- {where}: {inert(text)}")
     return "\n".join(parts) if parts else None
 
 

@@ -2,6 +2,17 @@
 
 Serving, the CLI and finetune/ all build prompts here, so an adapter trained on
 these prompts sees the same text at review time.
+
+Prompts are inert to the tokenizer: a :class:`Renderer` that knows its
+tokenizer's special-token strings (``<|im_start|>``, ``</s>``...; the engine's
+renderer does, see :func:`reviewbot.model.adapters.make_renderer`) neutralises
+them in the text of every turn — the task text with the diff, the comments, the
+instructions, the question — before the format's template wraps it
+(:func:`neutralise`), and makes sure no special token can form across the edge
+between a turn's text and the template around it (:func:`guard_edges`). The
+template's own special tokens (a chat template's role markers) stay special,
+and untrusted text can never become one, in serving and in training alike,
+since both tokenize the prompt this renderer made.
 """
 
 from __future__ import annotations
@@ -9,11 +20,12 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Literal
 
+from reviewbot.review.markdown import ZWSP
 from reviewbot.settings.defaults import SEED_PROMPT_FORMAT
 
 #: The seed model card's review tasks (finetune/ trains on these).
@@ -101,16 +113,128 @@ class Turn:
     text: str
 
 
+# --- special tokens -------------------------------------------------------------------------
+
+
+@cache
+def _special_pattern(specials: tuple[str, ...]) -> re.Pattern[str] | None:
+    longest_first = sorted(set(specials), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
+
+
+def neutralise(text: str, specials: Sequence[str]) -> str:
+    """``text`` with no occurrence of any string of ``specials`` left.
+
+    A zero-width space goes after the first character of each occurrence
+    (``<|im_end|>`` → ``<\u200b|im_end|>``): the text reads the same, and the
+    tokenizer, which only makes a special token of the exact string, sees
+    ordinary text. Strings of one character cannot be broken and must not be
+    passed (:func:`reviewbot.model.adapters.special_token_strings` leaves them out).
+    """
+    pattern = _special_pattern(tuple(specials))
+    if pattern is None:
+        return text
+    for _ in range(max(map(len, specials)) + 1):  # overlapping matches: one more pass each
+        broken = pattern.sub(lambda m: f"{m[0][0]}{ZWSP}{m[0][1:]}", text)
+        if broken == text:
+            return text
+        text = broken
+    raise ValueError("special-token strings that cannot be neutralised")  # pragma: no cover
+
+
+def _crosses(left: str, right: str, specials: Sequence[str]) -> bool:
+    """Whether a string of ``specials`` occurs across the boundary of ``left + right``."""
+    reach = max(map(len, specials)) - 1
+    tail, head = left[max(0, len(left) - reach) :], right[:reach]
+    window = tail + head
+    for s in specials:
+        at = window.find(s)
+        while at != -1:
+            if at < len(tail) < at + len(s):
+                return True
+            at = window.find(s, at + 1)
+    return False
+
+
+def _may_start_inside(text: str, specials: Sequence[str]) -> bool:
+    """Whether ``text`` could complete a special token begun before it (neighbour unknown;
+    the template may strip the text's leading whitespace)."""
+    return any(
+        s[k:].startswith(t) or t.startswith(s[k:])
+        for t in {text, text.lstrip()}
+        for s in specials
+        for k in range(1, len(s))
+    )
+
+
+def _may_end_inside(text: str, specials: Sequence[str]) -> bool:
+    """Whether ``text`` could begin a special token completed after it (neighbour unknown;
+    the template may strip the text's trailing whitespace)."""
+    return any(
+        s[:k].endswith(t) or t.endswith(s[:k])
+        for t in {text, text.rstrip()}
+        for s in specials
+        for k in range(1, len(s))
+    )
+
+
+def guard_edges(text: str, before: str | None, after: str | None, specials: Sequence[str]) -> str:
+    """``text`` (already neutralised) with a zero-width space at each edge where a
+    special token would form across it and the template text around it.
+
+    ``before``/``after``: the template text on each side; None when unknown, then
+    an edge is guarded whenever some special token could span it (also once the
+    template strips the text's whitespace: the zero-width space is no whitespace).
+    """
+    if not text or not specials:
+        return text
+    if before is None:
+        opens = _may_start_inside(text, specials)
+    else:
+        opens = _crosses(before, text + (after or ""), specials)
+    if opens:
+        text = ZWSP + text
+    if after is None:
+        closes = _may_end_inside(text, specials)
+    else:
+        closes = _crosses((before or "") + text, after, specials)
+    if closes:
+        text = text + ZWSP
+    return text
+
+
+def _pieces(rendered: str, marks: Sequence[str]) -> list[str] | None:
+    """``rendered`` split at ``marks`` (each once, in order), or None."""
+    pieces: list[str] = []
+    rest = rendered
+    for mark in marks:
+        if rendered.count(mark) != 1 or mark not in rest:
+            return None
+        head, rest = rest.split(mark, 1)
+        pieces.append(head)
+    return [*pieces, rest]
+
+
+def _interleave(pieces: Sequence[str], texts: Sequence[str]) -> str:
+    return "".join(p + t for p, t in zip(pieces, texts, strict=False)) + pieces[-1]
+
+
+# --- the renderer ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Renderer:
     """Wraps task content or a dialogue in a prompt format.
 
     ``chat_template`` is needed for the ``chat`` format only (the engine passes
-    its tokenizer's template).
+    its tokenizer's template). ``special_tokens``: the strings the tokenizer
+    turns into special tokens; the text of every turn is kept from forming one
+    (module docstring). Empty: the text is rendered as it is.
     """
 
     fmt: str = SEED_PROMPT_FORMAT
     chat_template: ChatTemplate | None = None
+    special_tokens: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         spec = format_spec(self.fmt)
@@ -127,10 +251,37 @@ class Renderer:
         """Render a task and wrap it: the full prompt text given to the model."""
         return self.wrap(render_task(task, instructions, **fields))
 
+    def neutralise(self, text: str) -> str:
+        """``text`` with none of the tokenizer's special-token strings left in it."""
+        return neutralise(text, self.special_tokens)
+
     def dialogue(self, turns: Sequence[Turn]) -> str:
-        """A prompt for a conversation that ends with a user turn."""
+        """A prompt for a conversation that ends with a user turn.
+
+        With ``special_tokens``, each turn's text is neutralised and its edges
+        guarded against the template text actually around it: the template is
+        rendered once with a placeholder mark per turn to see that text. A
+        template that does not insert the text verbatim (one that trims it, say)
+        gets both edges guarded whenever a special token could span them.
+        """
         if not turns or turns[-1].role != "user":
             raise ValueError("a dialogue must end with a user turn")
+        if not self.special_tokens:
+            return self._render(turns)
+        specials = self.special_tokens
+        texts = [self.neutralise(t.text) for t in turns]
+        marks = [f"\ue000{i}\ue001" for i in range(len(turns))]
+        skeleton = self._render([Turn(t.role, m) for t, m in zip(turns, marks, strict=True)])
+        pieces = _pieces(skeleton, marks)
+        direct = self._render([Turn(t.role, x) for t, x in zip(turns, texts, strict=True)])
+        if pieces is not None and _interleave(pieces, texts) == direct:
+            edges = zip(texts, pieces, pieces[1:], strict=False)
+            texts = [guard_edges(x, before, after, specials) for x, before, after in edges]
+        else:
+            texts = [guard_edges(x, None, None, specials) for x in texts]
+        return self._render([Turn(t.role, x) for t, x in zip(turns, texts, strict=True)])
+
+    def _render(self, turns: Sequence[Turn]) -> str:
         spec = format_spec(self.fmt)
         if spec.get("uses_chat_template"):
             assert self.chat_template is not None
@@ -143,7 +294,7 @@ class Renderer:
             return fill(format_spec(spec["wrapper"])["prompt"], {"CONTENT": content})
         if len(turns) != 1:
             # A single-turn format: history is rendered through its dialogue variant.
-            return Renderer(f"{self.fmt}-dialogue").dialogue(turns)
+            return replace(self, fmt=f"{self.fmt}-dialogue")._render(turns)
         return fill(spec["prompt"], {"CONTENT": turns[0].text})
 
 

@@ -1,17 +1,24 @@
-"""Render a Review (or a dry-run Plan) as Markdown or JSON for the CLI."""
+"""Render a Review (or a dry-run Plan) as Markdown or JSON for the CLI.
+
+Paths are code spans and skip reasons and hunk headers (text from the diff)
+are made inert (:mod:`reviewbot.review.markdown`), as in the posted review; the
+comment bodies and the summary come inert from the pipeline.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from reviewbot.review.findings import Review
-from reviewbot.review.units import Plan
+from reviewbot.review.markdown import code_span, inert
+from reviewbot.review.units import Plan, Skipped
 
 
 def _where(path: str, start: int | None, line: int, side: str) -> str:
     span = f"line {line}" if start is None else f"lines {start}–{line}"
     old = " (old side)" if side == "LEFT" else ""
-    return f"`{path}` {span}{old}"
+    return f"{code_span(path)} {span}{old}"
 
 
 def review_markdown(review: Review) -> str:
@@ -36,15 +43,17 @@ def plan_markdown(plan: Plan) -> str:
     out = ["# reviewbot plan (dry run)", "", f"{len(plan.units)} review unit(s)."]
     for u in plan.units:
         side = " (old side)" if u.side == "LEFT" else ""
-        out.append(f"- `{u.path}` lines {u.start_line}–{u.end_line}{side}  {u.hunk_header}")
+        where = f"{code_span(u.path)} lines {u.start_line}–{u.end_line}{side}"
+        out.append(f"- {where}  {inert(u.hunk_header)}")
     out += _skipped_markdown(plan.skipped)
     return "\n".join(out) + "\n"
 
 
-def _skipped_markdown(skipped) -> list[str]:
+def _skipped_markdown(skipped: Sequence[Skipped]) -> list[str]:
     if not skipped:
         return []
-    return ["", "## Not reviewed", ""] + [f"- `{s.path}`: {s.reason}" for s in skipped]
+    rows = [f"- {code_span(s.path)}: {inert(s.reason)}" for s in skipped]
+    return ["", "## Not reviewed", "", *rows]
 
 
 def review_json(review: Review) -> str:

@@ -2,7 +2,10 @@
 
 A suggestion replaces exactly the original lines ``start``..``end`` (side RIGHT)
 with ``replacement``. It is only produced when applying it to the unit's
-original text reproduces the revision exactly (the apply-check).
+original text reproduces the revision exactly (the apply-check). It is posted
+as a committable suggestion only when its text holds no ``<!--``
+(:func:`postable`): a suggestion is committed as written, so it cannot be made
+inert; such a revision is shown as a plain (inert) code block instead.
 """
 
 from __future__ import annotations
@@ -11,10 +14,28 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from reviewbot.review.markdown import (
+    Fenced,
+    blocks,
+    code_block,
+    fence_for,
+    normalize_newlines,
+    suggestion_fence,
+)
 from reviewbot.review.units import ReviewUnit
 
-_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})[^\n]*\n(.*?)^\1\2[ \t]*$", re.S | re.M)
-_BACKTICKS = re.compile(r"`+")
+__all__ = [
+    "Suggestion",
+    "apply_suggestion",
+    "code_block",
+    "extract_code",
+    "fence_for",
+    "map_revision",
+    "postable",
+    "suggestion_applies",
+    "suggestion_block",
+]
+
 _LABEL = re.compile(r"^\s*(?:REVISED|REVISION|REVISED CODE|Revised code)\s*:\s*\n", re.I)
 
 
@@ -32,14 +53,14 @@ class Suggestion:
 
 
 def extract_code(completion: str) -> str:
-    """The code in a revise completion: its first fenced block, else the text itself."""
-    m = _FENCE.search(completion)
-    if m:
-        indent = m.group(1)
-        lines = m.group(3).split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        return "\n".join(line[len(indent) :] if line.startswith(indent) else line for line in lines)
+    """The code in a revise completion: its first closed fenced block, else the text itself.
+
+    Fences are found line by line (:func:`reviewbot.review.markdown.blocks`), in
+    time linear in the completion, whatever it holds.
+    """
+    for block in blocks(normalize_newlines(completion)):
+        if isinstance(block, Fenced) and block.closed:
+            return block.code
     text = _LABEL.sub("", completion, count=1)
     return text.strip("\n").rstrip()
 
@@ -73,7 +94,8 @@ def map_revision(unit: ReviewUnit, revised: str, min_similarity: float = 0.3) ->
     whitespace) are trimmed; what remains of the original is the anchor range.
     A pure insertion is widened by one neighbouring line, since a suggestion
     must replace at least one line. None when the revision changes nothing, is
-    empty, is unrelated to the code, or fails the apply-check.
+    empty, is unrelated to the code, or fails the apply-check. Whether the
+    suggestion may be posted as one is :func:`postable`'s question.
     """
     if unit.side != "RIGHT":
         return None
@@ -102,6 +124,11 @@ def map_revision(unit: ReviewUnit, revised: str, min_similarity: float = 0.3) ->
     return suggestion
 
 
+def postable(s: Suggestion) -> bool:
+    """Whether ``s`` may be posted as a committable suggestion: its text holds no ``<!--``."""
+    return "<!--" not in s.text
+
+
 def suggestion_applies(unit: ReviewUnit, s: Suggestion, revised: str) -> bool:
     """The apply-check: the suggestion stays inside the unit and reproduces ``revised``."""
     if not (unit.start_line <= s.start <= s.end <= unit.end_line):
@@ -110,19 +137,9 @@ def suggestion_applies(unit: ReviewUnit, s: Suggestion, revised: str) -> bool:
     return [x.rstrip() for x in applied] == [y.rstrip() for y in revised.split("\n")]
 
 
-def fence_for(code: str) -> str:
-    """A backtick fence longer than any backtick run inside ``code``."""
-    longest = max((len(m.group(0)) for m in _BACKTICKS.finditer(code)), default=0)
-    return "`" * max(3, longest + 1)
-
-
 def suggestion_block(s: Suggestion) -> str:
-    """Markdown for a GitHub suggestion; code fences inside cannot break out."""
-    fence = fence_for(s.text)
-    return f"{fence}suggestion\n{s.text}\n{fence}"
+    """Markdown for a GitHub suggestion; code fences inside cannot break out.
 
-
-def code_block(code: str, lang: str = "") -> str:
-    """A plain fenced code block, fence-escaped like suggestions."""
-    fence = fence_for(code)
-    return f"{fence}{lang}\n{code}\n{fence}"
+    Only for a :func:`postable` suggestion (ValueError otherwise).
+    """
+    return suggestion_fence(s.text)

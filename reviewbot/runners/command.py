@@ -2,7 +2,8 @@
 
 Every command comment gets exactly one answer, marked with its reply marker
 (``<!-- reviewbot:reply:{comment id} -->``): a rerun of the same job (a crash, a
-redelivery) finds the marker and answers nothing twice. The comment's 👀
+redelivery) finds the marker and answers nothing twice; a copy running at the same
+time finds it under the pull request's lock, right before answering. The comment's 👀
 reaction (added by the web server, or here) becomes 🚀 when the job is done,
 😕 plus a reply saying what went wrong when it failed. Who may run a command is
 the command table's rule; what it does is its handler (:mod:`reviewbot.runners.handlers`).
@@ -12,29 +13,39 @@ Transient GitHub errors propagate so the queue retries the job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from reviewbot.github.conversation import denied_text, failure_text
 from reviewbot.github.errors import GitHubError, TransientGitHubError
 from reviewbot.github.markers import denied_marker, reply_marker
+from reviewbot.github.payload import plural
 from reviewbot.jobs.commands import CommandError, command_of
+from reviewbot.jobs.deadline import DeadlineExceeded
 from reviewbot.jobs.job import Job
 from reviewbot.review.units import DiffError
-from reviewbot.runners.handlers import HANDLERS, CommandContext
-from reviewbot.runners.ports import EngineProvider, GitHubPort, Outcome
+from reviewbot.runners.handlers import HANDLERS, AlreadyAnswered, CommandContext
+from reviewbot.runners.ports import PROCESS_LOCKS, EngineProvider, GitHubPort, Outcome, PullLocks
 from reviewbot.settings.defaults import REACTION_DONE, REACTION_FAILED, REACTION_RECEIVED
 from reviewbot.settings.repo import RepoConfigError
 
 log = logging.getLogger(__name__)
 
 #: Errors whose message is written for the user (shown in the failure reply).
-_USER_FACING = (CommandError, GitHubError, RepoConfigError, DiffError)
+_USER_FACING = (CommandError, GitHubError, RepoConfigError, DiffError, DeadlineExceeded)
 
 
 def run_command_job(
-    job: Job, gh: GitHubPort, engines: EngineProvider, review_drafts: bool = False
+    job: Job,
+    gh: GitHubPort,
+    engines: EngineProvider,
+    review_drafts: bool = False,
+    locks: PullLocks = PROCESS_LOCKS,
 ) -> Outcome:
-    """Carry out the command of ``job`` and answer it once; idempotent."""
+    """Carry out the command of ``job`` and answer it once; idempotent.
+
+    ``locks``: the pull request's lock, held from re-reading the markers to answering.
+    """
     if not job.interactive or job.comment_id is None or job.comment_type is None:
         raise ValueError(f"run_command_job cannot run a {job.kind!r} job")
     command = command_of(job.args)
@@ -47,7 +58,14 @@ def run_command_job(
     received = gh.add_reaction(*where, REACTION_RECEIVED)  # the web's 👀, or a new one
     pull = gh.pull(job.repo, job.pr_number)
     ctx = CommandContext(
-        replace(job, head_sha=pull.head_sha), command, gh, engines, pull, posted, review_drafts
+        replace(job, head_sha=pull.head_sha),
+        command,
+        gh,
+        engines,
+        pull,
+        posted,
+        review_drafts,
+        locks,
     )
 
     def finish(reaction: str | None) -> None:
@@ -66,35 +84,62 @@ def run_command_job(
         outcome = HANDLERS[command.kind](ctx)
     except TransientGitHubError:
         raise
+    except AlreadyAnswered:
+        return _answered_elsewhere(job, finish)
     except Exception as e:  # answered on the PR, never dropped
         reason = str(e) if isinstance(e, _USER_FACING) else "an internal error (see the logs)"
         log.warning("%s failed: %s", job.key, reason, exc_info=not isinstance(e, _USER_FACING))
-        ctx.reply(failure_text(command.name, reason))
+        try:
+            ctx.reply(failure_text(command.name, reason))
+        except AlreadyAnswered:
+            return _answered_elsewhere(job, finish)
         finish(REACTION_FAILED)
         return Outcome("failed", detail=reason)
     finish(REACTION_DONE)
     return outcome
 
 
-def give_up(job: Job, gh: GitHubPort, error: Exception) -> None:
-    """After the last retry: tell the commenter the command could not run (best effort).
+def _answered_elsewhere(job: Job, finish: Callable[[str | None], None]) -> Outcome:
+    """Another job answered the comment while this one worked: take 👀 back, post nothing
+    (the other job sets the final reaction)."""
+    log.info("%s: comment %s was answered by another job meanwhile", job.key, job.comment_id)
+    finish(None)
+    return Outcome("already-answered")
 
-    GitHub failed every attempt, so this may fail too; then only the log says it.
+
+def give_up(
+    job: Job,
+    gh: GitHubPort,
+    error: Exception | str,
+    locks: PullLocks = PROCESS_LOCKS,
+    attempts: int | None = None,
+) -> None:
+    """After the last attempt: tell the commenter the command could not run (best effort).
+
+    ``error``: GitHub's last error, or (a string) why every attempt failed;
+    ``attempts``: how many there were (said in the reply).
+    GitHub may have failed every attempt, so this may fail too; then only the log says it.
+    Whether the comment was answered after all is checked under the pull request's lock.
     """
     if job.comment_id is None or job.comment_type is None:
         return
     command = command_of(job.args)
-    reason = f"GitHub kept failing ({error}); please ask again later"
+    cause = error if isinstance(error, str) else f"GitHub kept failing ({error})"
+    tries = "" if attempts is None else f"; reviewbot gave up after {plural(attempts, 'attempt')}"
+    reason = f"{cause}{tries}; please ask again later"
     body = f"{failure_text(command.name, reason)}\n\n{reply_marker(job.comment_id)}"
     where = (job.repo, job.comment_type, job.comment_id)
     try:
-        answered = gh.markers(job.repo, job.pr_number, conversation=True).replies
-        if job.comment_id in answered:
-            log.info(
-                "%s: comment %d was answered before the retries ran out", job.key, job.comment_id
-            )
-            return
-        gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
+        with locks.hold(job.repo, job.pr_number):
+            answered = gh.markers(job.repo, job.pr_number, conversation=True).replies
+            if job.comment_id in answered:
+                log.info(
+                    "%s: comment %d was answered before the retries ran out",
+                    job.key,
+                    job.comment_id,
+                )
+                return
+            gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
         gh.swap_reaction(*where, REACTION_RECEIVED, REACTION_FAILED)
     except GitHubError as e:
         log.error("%s: could not report that it gave up: %s", job.key, e)

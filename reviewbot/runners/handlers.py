@@ -3,6 +3,8 @@
 Each handler gets a :class:`CommandContext` (the job, its parsed command, the
 GitHub and model ports, the pull request) and answers the command once, with
 ``ctx.reply`` or a review; it returns the job's :class:`~reviewbot.runners.ports.Outcome`.
+Answers are posted under the pull request's lock, after checking again that no other
+job answered the comment meanwhile (:class:`AlreadyAnswered` otherwise).
 A failure it raises is answered by the command runner (:mod:`reviewbot.runners.command`).
 Each handler is registered for its command with :func:`handles`; a command of the
 table (:data:`reviewbot.jobs.commands.COMMANDS`) without a handler fails at import.
@@ -29,7 +31,13 @@ from reviewbot.github.conversation import (
     thread_unit,
 )
 from reviewbot.github.data import CommentInfo, PullInfo
-from reviewbot.github.markers import Markers, parse_markers, reply_marker
+from reviewbot.github.markers import (
+    Markers,
+    parse_markers,
+    reply_marker,
+    review_fingerprint,
+    review_marker,
+)
 from reviewbot.github.payload import build_review_payload
 from reviewbot.jobs.commands import COMMANDS, Command, CommandError, parse_command
 from reviewbot.jobs.job import Job
@@ -37,11 +45,19 @@ from reviewbot.review.diffplan import plan_diff
 from reviewbot.review.findings import Comment, Finding, Review, fingerprint
 from reviewbot.review.pipeline import attach_revision, review_plan, to_comment
 from reviewbot.review.units import ReviewUnit
-from reviewbot.runners.ports import EngineProvider, GitHubPort, Outcome
+from reviewbot.runners.ports import PROCESS_LOCKS, EngineProvider, GitHubPort, Outcome, PullLocks
 from reviewbot.runners.review import run_review_job
 from reviewbot.settings.repo import RepoConfig, RepoConfigError
 
 log = logging.getLogger(__name__)
+
+
+class AlreadyAnswered(Exception):
+    """Another job answered the command comment while this one worked: post nothing."""
+
+    def __init__(self, comment_id: int) -> None:
+        super().__init__(f"comment {comment_id} was answered by another job")
+        self.comment_id = comment_id
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,8 @@ class CommandContext:
     """reviewbot's markers on the pull request, read when the job started."""
     review_drafts: bool = False
     """The server's default for repositories that do not say whether drafts are reviewed."""
+    locks: PullLocks = PROCESS_LOCKS
+    """The pull request's lock, held from re-reading the markers to posting."""
 
     @property
     def head(self) -> str:
@@ -66,12 +84,43 @@ class CommandContext:
         """The repository's ``.github/reviewbot.toml`` (RepoConfigError when invalid)."""
         return self.gh.repo_config(self.job.repo)
 
-    def reply(self, text: str) -> int:
-        """Answer the command comment (in its thread, or in the conversation)."""
+    def reply(self, text: str) -> int | None:
+        """Answer the command comment (in its thread, or in the conversation).
+
+        Under the pull request's lock, reviewbot's markers are read again first: if
+        another job answered the comment meanwhile, :class:`AlreadyAnswered` is raised;
+        a permission-denied note (its marker in ``text``) the user already got on
+        this pull request is not repeated (None).
+        """
         job = self.job
         assert job.comment_id is not None and job.comment_type is not None
         body = f"{text}\n\n{reply_marker(job.comment_id)}"
-        return self.gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
+        with self.locks.hold(job.repo, job.pr_number):
+            fresh = self.gh.markers(job.repo, job.pr_number, conversation=True)
+            if job.comment_id in fresh.replies:
+                raise AlreadyAnswered(job.comment_id)
+            if parse_markers(body).denied & fresh.denied:
+                return None
+            return self.gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
+
+    def post_review(self, review: Review, kind: str, max_comments: int) -> int:
+        """Post ``review`` as the answer to the command, under the pull request's lock.
+
+        The findings reviewbot posted so far are read again just before posting
+        (none is posted twice); :class:`AlreadyAnswered` if another job answered the
+        comment meanwhile.
+        """
+        job = self.job
+        assert job.comment_id is not None
+        with self.locks.hold(job.repo, job.pr_number):
+            fresh = self.gh.markers(job.repo, job.pr_number, conversation=True)
+            if job.comment_id in fresh.replies:
+                raise AlreadyAnswered(job.comment_id)
+            payload = build_review_payload(
+                review, kind, self.head, fresh.findings, max_comments, job.comment_id
+            )
+            assert payload is not None  # a requested kind always posts
+            return self.gh.post_review(job.repo, job.pr_number, payload)
 
 
 Handler = Callable[[CommandContext], Outcome]
@@ -107,8 +156,10 @@ def help_(ctx: CommandContext) -> Outcome:
 def review(ctx: CommandContext) -> Outcome:
     """A full review now (no interdiff); the review itself answers the comment."""
     job = replace(ctx.job, kind="review")
-    outcome = run_review_job(job, ctx.gh, ctx.engines, ctx.review_drafts, reply_to=job.comment_id)
-    if outcome.status == "posted":
+    outcome = run_review_job(
+        job, ctx.gh, ctx.engines, ctx.review_drafts, reply_to=job.comment_id, locks=ctx.locks
+    )
+    if outcome.status in ("posted", "already-answered"):
         return outcome
     if outcome.status == "failed":
         raise CommandError(outcome.detail or "the review failed")
@@ -132,8 +183,9 @@ def revise(ctx: CommandContext) -> Outcome:
 
 
 def _history(thread: list[CommentInfo], before: int) -> list[ThreadComment]:
-    """The thread's comments before the command: reviewbot's are the Assistant's turns."""
-    return [ThreadComment(c.id, c.author, c.body, c.by_bot) for c in thread if c.id < before]
+    """The thread's comments before the command: reviewbot's own are the Assistant's turns
+    (another bot's are someone else's)."""
+    return [ThreadComment(c.id, c.author, c.body, c.by_reviewbot) for c in thread if c.id < before]
 
 
 def _thread_lines(root: CommentInfo) -> tuple[int, int]:
@@ -187,7 +239,7 @@ def _revise_findings(ctx: CommandContext, config: RepoConfig) -> Outcome:
     roots = [
         c
         for c in comments
-        if c.by_bot and c.in_reply_to is None and c.id in open_threads
+        if c.by_reviewbot and c.in_reply_to is None and c.id in open_threads
         if parse_markers(c.body).findings
     ]
     plan = plan_diff(ctx.gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
@@ -198,7 +250,7 @@ def _revise_findings(ctx: CommandContext, config: RepoConfig) -> Outcome:
             continue
         replies = [c for c in comments if c.in_reply_to == root.id]
         thread = [ThreadComment(root.id, root.author, root.body, True)] + [
-            ThreadComment(c.id, c.author, c.body, c.by_bot) for c in replies
+            ThreadComment(c.id, c.author, c.body, c.by_reviewbot) for c in replies
         ]
         finding = Finding(unit, finding_critique(root.body))
         targets.append((finding, revise_comment(thread, ctx.command.args)))
@@ -223,12 +275,7 @@ def _revise_findings(ctx: CommandContext, config: RepoConfig) -> Outcome:
         summary=None,
         skipped=(),
     )
-    payload = build_review_payload(
-        review, "revise", ctx.head, ctx.posted.findings, config.max_comments, job.comment_id
-    )
-    assert payload is not None  # a requested kind always posts
-    review_id = ctx.gh.post_review(job.repo, job.pr_number, payload)
-    return Outcome("posted", review_id)
+    return Outcome("posted", ctx.post_review(review, "revise", config.max_comments))
 
 
 def _revision_comment(finding: Finding) -> Comment:
@@ -241,16 +288,26 @@ def _revision_comment(finding: Finding) -> Comment:
 
 @handles("summary")
 def summary(ctx: CommandContext) -> Outcome:
-    """/summary: critique → revise → summarise the PR's units; post the summary."""
+    """/summary: critique → revise → summarise the PR's units; post the summary.
+
+    Once per head, like /review: the summary carries a ``summary`` marker for its
+    head, and a later /summary at the same head is answered without the model.
+    """
     job = ctx.job
+    if any((m.kind, m.head_sha) == ("summary", ctx.head) for m in ctx.posted.reviews):
+        reply_id = ctx.reply(f"`{ctx.head[:7]}` was already summarised; nothing changed since.")
+        return Outcome("already-summarised", reply_id)
     config = ctx.config()
     plan = plan_diff(ctx.gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
     engine = ctx.engines(config.adapter)
     options = replace(config.review_options(), revise=True, summary=True)
     review = review_plan(plan, engine.generate, engine.renderer, options)
     revised_units = sum(1 for c in review.comments if c.suggestion is not None)
-    reply_id = ctx.reply(summary_reply(review.summary, ctx.head, revised_units))
-    return Outcome("answered", reply_id)
+    text = summary_reply(review.summary, ctx.head, revised_units)
+    marker = review_marker(
+        "summary", ctx.head, review_fingerprint(c.fingerprint for c in review.comments)
+    )
+    return Outcome("answered", ctx.reply(f"{text}\n\n{marker}"))
 
 
 @handles("ask")
@@ -288,7 +345,7 @@ def _conversation_history(comments: list[CommentInfo], before: int) -> list[Thre
     for c in comments:
         if c.id >= before:
             continue
-        if c.by_bot:
+        if c.by_reviewbot:
             for answered in parse_markers(c.body).replies:
                 answers[answered] = ThreadComment(c.id, c.author, c.body, True)
         else:

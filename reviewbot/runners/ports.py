@@ -1,17 +1,21 @@
 """What the job runners need of the outside world, as Protocols, and what a job did.
 
 The runners are written against these ports only: :class:`GitHubPort` (production:
-:class:`reviewbot.github.client.GitHubClient`; tests: an in-memory GitHub) and
-:class:`ModelPort` (production: :class:`reviewbot.model.generation.Engine`).
+:class:`reviewbot.github.client.GitHubClient`; tests: an in-memory GitHub),
+:class:`ModelPort` (production: :class:`reviewbot.model.generation.Engine`) and
+:class:`PullLocks` (production: Redis, ``worker.locks``; default: :class:`LocalPullLocks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from reviewbot.github.data import CommentInfo, PullInfo
+from reviewbot.github.errors import TransientGitHubError
 from reviewbot.github.markers import Markers
 from reviewbot.github.payload import ReviewPayload
 from reviewbot.review.prompts import Renderer
@@ -32,7 +36,8 @@ class GitHubPort(Protocol):
     def repo_config(self, repo: str) -> RepoConfig: ...
     def file_text(self, repo: str, path: str, ref: str) -> str: ...
 
-    # -- what was said before --
+    # -- what was said before (only reviewbot's own account's markers and comments count:
+    # ``markers`` reads its texts alone, ``CommentInfo.by_reviewbot`` marks its comments) --
     def markers(self, repo: str, number: int, conversation: bool = False) -> Markers: ...
     def review_comments(self, repo: str, number: int) -> list[CommentInfo]: ...
     def issue_comments(self, repo: str, number: int) -> list[CommentInfo]: ...
@@ -52,7 +57,8 @@ class GitHubPort(Protocol):
     def swap_reaction(
         self, repo: str, comment_type: str, comment_id: int, old: str, new: str | None
     ) -> None: ...
-    def start_check_run(self, repo: str, head_sha: str) -> int: ...
+    def find_check_run(self, repo: str, head_sha: str, external_id: str) -> int | None: ...
+    def start_check_run(self, repo: str, head_sha: str, external_id: str) -> int: ...
     def complete_check_run(
         self, repo: str, check_id: int, conclusion: str, title: str, summary: str
     ) -> None: ...
@@ -66,6 +72,43 @@ class ModelPort(Protocol):
     def generate(self, prompts: list[str]) -> list[str]: ...
 
 
+class PullLocks(Protocol):
+    """One lock per pull request, shared by every worker.
+
+    A job holds it from re-reading reviewbot's markers to posting (a review or an
+    answer), never while the model generates: two jobs on the same pull request
+    (an automatic review and a ``/review``, a requeued copy) post one after the
+    other, and the second sees what the first posted. ``hold`` raises
+    :class:`PullBusy` when the lock cannot be had in time.
+    """
+
+    def hold(self, repo: str, number: int) -> AbstractContextManager[None]: ...
+
+
+class PullBusy(TransientGitHubError):
+    """Another job held the pull request's lock too long; the queue retries the job later."""
+
+
+class LocalPullLocks:
+    """:class:`PullLocks` within one process (threads): for the CLI and tests; workers
+    on several processes or machines share a Redis one instead."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, int], threading.Lock] = {}
+
+    @contextmanager
+    def hold(self, repo: str, number: int) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault((repo, number), threading.Lock())
+        with lock:
+            yield
+
+
+#: The runners' locks when the caller gives none: this process only (the CLI, tests).
+PROCESS_LOCKS = LocalPullLocks()
+
+
 #: Returns the model for a repository's adapter name (None: the server default).
 EngineProvider = Callable[[str | None], ModelPort]
 
@@ -75,7 +118,9 @@ class Outcome:
     """What a job did, for logs and the Celery result.
 
     ``status``: posted | answered | nothing-new | already-reviewed | already-answered |
-    superseded | skipped | denied | failed.
+    already-summarised | superseded | skipped | denied | failed | gave-up.
+    (already-reviewed / already-answered: also when another job posted first while
+    this one generated.)
     """
 
     status: str

@@ -10,31 +10,67 @@ from __future__ import annotations
 import logging
 import time
 
-from reviewbot.github.checks import CheckRunResult, check_run_failure, check_run_success
+from reviewbot.github.checks import (
+    CheckRunResult,
+    check_run_already_posted,
+    check_run_closed,
+    check_run_failure,
+    check_run_gave_up,
+    check_run_success,
+    check_run_superseded,
+    check_run_timed_out,
+)
 from reviewbot.github.errors import GitHubError, TransientGitHubError
 from reviewbot.github.markers import Markers
 from reviewbot.github.payload import build_review_payload
+from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, current_deadline
 from reviewbot.jobs.job import HEAD_REVIEW_KINDS, Job
 from reviewbot.review.diffplan import plan_diff
 from reviewbot.review.interdiff import restrict_to_interdiff
 from reviewbot.review.pipeline import review_plan
-from reviewbot.runners.ports import EngineProvider, GitHubPort, Outcome
+from reviewbot.runners.ports import (
+    PROCESS_LOCKS,
+    EngineProvider,
+    GitHubPort,
+    Outcome,
+    PullLocks,
+)
 
 log = logging.getLogger(__name__)
 
 
-class Stages:
-    """Seconds spent per stage of a job, logged as one ``timings: fetch=…s …`` line."""
+#: How a stage is named to users (a check run "… time budget (during generation)").
+_STAGE_NAMES = {
+    "fetch": "fetching",
+    "plan": "planning",
+    "model": "model loading",
+    "generate": "generation",
+}
 
-    def __init__(self) -> None:
+
+class Stages:
+    """Seconds spent per stage of a job, logged as one ``timings: fetch=…s …`` line.
+
+    With a ``deadline``, the end of every stage is also where the job's deadline is
+    checked (:class:`~reviewbot.jobs.deadline.DeadlineExceeded` past it).
+    """
+
+    def __init__(self, deadline: Deadline | None = None) -> None:
         self.seconds: dict[str, float] = {}
         self._last = time.perf_counter()
+        self._deadline = deadline
 
-    def done(self, stage: str) -> None:
+    def mark(self, stage: str) -> None:
         """Add the time since the previous mark to ``stage``."""
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
         self._last = now
+
+    def done(self, stage: str) -> None:
+        """Mark the end of ``stage``, then check the deadline."""
+        self.mark(stage)
+        if self._deadline is not None:
+            self._deadline.check(_STAGE_NAMES.get(stage, stage))
 
     def __str__(self) -> str:
         return " ".join(f"{stage}={s:.3f}s" for stage, s in self.seconds.items())
@@ -46,55 +82,115 @@ def run_review_job(
     engines: EngineProvider,
     review_drafts: bool = False,
     reply_to: int | None = None,
+    locks: PullLocks = PROCESS_LOCKS,
 ) -> Outcome:
     """Review the PR at ``job.head_sha`` and post one review; idempotent.
 
-    What was posted before (review and finding markers) is read once, up front.
+    What reviewbot posted before (review and finding markers) is read up front, and
+    again under the pull request's lock right before posting (see :func:`_review`).
 
     A rerun (redelivery after a crash, a duplicate job) finds the review marker
     of (kind, head sha) and posts nothing. Transient GitHub errors propagate for
     the queue to retry; any other failure completes the check run as failed
     with a readable message and is returned, never dropped silently.
     ``reply_to``: the /review comment this review answers (marked in its body).
+    ``locks``: the pull request's lock, held from re-reading the markers to posting.
+
+    The check run carries the job's key as its ``external_id``: an attempt after a
+    transient error or a killed worker finds the run an earlier attempt left in
+    progress and completes that one (one check run per job, never one left in
+    progress). Inside a job's deadline (:func:`~reviewbot.jobs.deadline.job_deadline`)
+    every stage checks it; past it the run ends ``timed_out`` and nothing is posted.
     """
     if job.kind not in HEAD_REVIEW_KINDS:
         raise ValueError(f"run_review_job cannot run a {job.kind!r} job")
-    stages = Stages()
+    stages = Stages(current_deadline())
     posted = gh.markers(job.repo, job.pr_number)
     if any((m.kind, m.head_sha) == (job.kind, job.head_sha) for m in posted.reviews):
         log.info("%s: %s review of %s already posted", job.key, job.kind, job.head_sha[:7])
+        _complete_left_open(gh, job, check_run_already_posted(job.head_sha))
         return Outcome("already-reviewed")
     pull = gh.pull(job.repo, job.pr_number)
     if pull.head_sha != job.head_sha:
         log.info("%s: the PR moved on to %s; skipping", job.key, pull.head_sha[:7])
+        _complete_left_open(gh, job, check_run_superseded(pull.head_sha))
         return Outcome("superseded", detail=pull.head_sha)
     if pull.state != "open":
+        _complete_left_open(gh, job, check_run_closed(pull.state))
         return Outcome("skipped", detail=f"pull request is {pull.state}")
-    check_id = gh.start_check_run(job.repo, job.head_sha)
+    check_id = gh.find_check_run(job.repo, job.head_sha, job.key)
+    if check_id is None:
+        check_id = gh.start_check_run(job.repo, job.head_sha, job.key)
+    else:
+        log.info("%s: continuing check run %d of an earlier attempt", job.key, check_id)
+    result: CheckRunResult | None = None
     try:
-        outcome = _review(job, gh, engines, posted, pull.draft, review_drafts, reply_to, stages)
+        done, result = _review(
+            job, gh, engines, posted, pull.draft, review_drafts, reply_to, stages, locks
+        )
+        if done.status in ("already-reviewed", "already-answered") and (
+            gh.find_check_run(job.repo, job.head_sha, job.key) != check_id
+        ):
+            result = None  # a copy of this job shared the run and completed it: keep its word
     except TransientGitHubError:
-        note = "GitHub was unavailable; the review will be retried."
-        gh_safe_complete(gh, job, check_id, "neutral", "Retrying", note)
+        log.info("%s: check run %d stays in progress for the retry", job.key, check_id)
         raise
+    except DeadlineExceeded as e:
+        log.warning("%s: %s", job.key, e)
+        result = check_run_timed_out(e)
+        done = Outcome("failed", detail=result.summary)
     except Exception as e:  # reported on the check run, never dropped
         log.warning("%s failed: %s", job.key, type(e).__name__, exc_info=True)
         result = check_run_failure(e)
-        gh_safe_complete(gh, job, check_id, result.conclusion, result.title, result.summary)
-        return Outcome("failed", detail=result.summary)
-    done, result = outcome
-    gh.complete_check_run(job.repo, check_id, result.conclusion, result.title, result.summary)
-    stages.done("post")
-    log.info("%s: timings: %s", job.key, stages)
+        done = Outcome("failed", detail=result.summary)
+    finally:
+        if result is not None:
+            gh_safe_complete(gh, job, check_id, result.conclusion, result.title, result.summary)
+    if done.status != "failed":
+        stages.mark("post")
+        log.info("%s: timings: %s", job.key, stages)
     return done
+
+
+def give_up_review(job: Job, gh: GitHubPort, attempts: int, why: str) -> Outcome:
+    """After the last attempt: end the job's check run saying reviewbot gave up.
+
+    The run an attempt left in progress is completed (one is created when no attempt
+    got that far); if an attempt did post the review, the run says so instead.
+    GitHub errors propagate: the caller decides how hard to try.
+    """
+    posted = gh.markers(job.repo, job.pr_number)
+    if any((m.kind, m.head_sha) == (job.kind, job.head_sha) for m in posted.reviews):
+        _complete_left_open(gh, job, check_run_already_posted(job.head_sha))
+        return Outcome("already-reviewed")
+    result = check_run_gave_up(attempts, why)
+    check_id = gh.find_check_run(job.repo, job.head_sha, job.key)
+    if check_id is None:
+        check_id = gh.start_check_run(job.repo, job.head_sha, job.key)
+    gh.complete_check_run(job.repo, check_id, result.conclusion, result.title, result.summary)
+    return Outcome("gave-up", detail=result.summary)
+
+
+def _complete_left_open(gh: GitHubPort, job: Job, result: CheckRunResult) -> None:
+    """Complete the check run an earlier attempt at ``job`` left in progress, if any."""
+    check_id = gh.find_check_run(job.repo, job.head_sha, job.key)
+    if check_id is not None:
+        log.info("%s: completing check run %d left by an earlier attempt", job.key, check_id)
+        gh_safe_complete(gh, job, check_id, result.conclusion, result.title, result.summary)
 
 
 def gh_safe_complete(
     gh: GitHubPort, job: Job, check_id: int, conclusion: str, title: str, summary: str
 ) -> None:
-    """Complete the check run, logging (not raising) if GitHub refuses."""
+    """Complete the check run; a refusal is logged, not raised.
+
+    A transient error propagates, so that the queue retries the job and the retry
+    completes the run it finds in progress (by the job's key).
+    """
     try:
         gh.complete_check_run(job.repo, check_id, conclusion, title, summary)
+    except TransientGitHubError:
+        raise
     except GitHubError as e:
         log.warning("%s: could not complete check run %d: %s", job.key, check_id, e)
 
@@ -108,7 +204,15 @@ def _review(
     drafts: bool,
     reply_to: int | None = None,
     stages: Stages | None = None,
+    locks: PullLocks = PROCESS_LOCKS,
 ) -> tuple[Outcome, CheckRunResult]:
+    """Plan, generate, then post under the pull request's lock.
+
+    ``posted`` (read when the job started) decides what the incremental review
+    covers; just before posting, under ``locks``, the markers are read again: a
+    review of this kind and head posted meanwhile by another job ends this one as
+    already-reviewed, and findings it posted are not posted again.
+    """
     stages = stages or Stages()
     config = gh.repo_config(job.repo)
     stages.done("fetch")
@@ -131,19 +235,36 @@ def _review(
     stages.done("model")
     review = review_plan(plan, engine.generate, engine.renderer, config.review_options())
     stages.done("generate")
-    payload = build_review_payload(
-        review,
-        job.kind,
-        job.head_sha,
-        posted.findings,
-        config.max_comments,
-        reply_to,
-    )
-    if payload is None:
-        return Outcome("nothing-new"), check_run_success(None, job.head_sha)
-    review_id = gh.post_review(job.repo, job.pr_number, payload)
+    with locks.hold(job.repo, job.pr_number):
+        fresh = gh.markers(job.repo, job.pr_number, conversation=reply_to is not None)
+        if any((m.kind, m.head_sha) == (job.kind, job.head_sha) for m in fresh.reviews):
+            log.info("%s: another job posted this review first", job.key)
+            return Outcome("already-reviewed"), _posted_elsewhere(job.head_sha)
+        if reply_to is not None and reply_to in fresh.replies:
+            log.info("%s: another job answered comment %d", job.key, reply_to)
+            return Outcome("already-answered"), _posted_elsewhere(job.head_sha)
+        payload = build_review_payload(
+            review,
+            job.kind,
+            job.head_sha,
+            fresh.findings,
+            config.max_comments,
+            reply_to,
+        )
+        if payload is None:
+            return Outcome("nothing-new"), check_run_success(None, job.head_sha)
+        review_id = gh.post_review(job.repo, job.pr_number, payload)
     log.info("%s: posted review %d (%d inline)", job.key, review_id, len(payload.inline))
     return Outcome("posted", review_id), check_run_success(payload, job.head_sha)
+
+
+def _posted_elsewhere(head_sha: str) -> CheckRunResult:
+    """The check run of a job whose review another job posted first."""
+    return CheckRunResult(
+        "success",
+        "Already reviewed",
+        f"Another reviewbot job reviewed `{head_sha[:7]}` first; nothing was posted twice.",
+    )
 
 
 def last_reviewed_head(job: Job, posted: Markers) -> str | None:

@@ -9,8 +9,8 @@ queued is answered 503 (its claims released) so a redelivery can succeed; the se
 never answers 500 and never drops a job silently. ``GET /healthz`` reports whether
 Redis answers.
 
-Run it with ``reviewbot serve`` (:func:`run_server`) or under gunicorn:
-``gunicorn 'reviewbot.server.app:create_app_from_env()'``.
+Run it with ``reviewbot serve`` (:func:`run_server`: gunicorn with worker timeouts) or
+under your own gunicorn: ``gunicorn 'reviewbot.server.app:create_app_from_env()'``.
 """
 
 from __future__ import annotations
@@ -23,23 +23,34 @@ import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from reviewbot.github.data import BotIdentity
 from reviewbot.github.events import EventConfig, Ignored, Rejected, parse_delivery
+from reviewbot.jobs.commands import COMMANDS
 from reviewbot.jobs.job import Job
 from reviewbot.server.dedupe import Deduper
 from reviewbot.settings.defaults import (
+    ACTIVE_JOB_STALE_SECONDS,
     CLAIM_PENDING_TTL,
     DEDUPE_PREFIX,
     MAX_WEBHOOK_BODY_BYTES,
+    OPEN_COMMAND_LIMIT,
+    OPEN_COMMAND_WINDOW_SECONDS,
     REDIS_CONNECT_TIMEOUT,
     REDIS_SOCKET_TIMEOUT,
+    WEB_THREADS,
+    WEB_WORKER_TIMEOUT,
+    WEB_WORKERS,
 )
 from reviewbot.settings.server import Settings, redact_url
+from reviewbot.state.limits import ActiveJobs, RateLimit
 
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[Job], None]
 #: Adds the 👀 "received" reaction to a command's comment; failures are logged only.
 Acknowledge = Callable[[Job], None]
+#: reviewbot's own GitHub account, or None while it is not known.
+Identity = Callable[[], BotIdentity | None]
 Answer = tuple[dict[str, Any], int]
 
 
@@ -61,16 +72,25 @@ class WebhookHandler:
         deduper: Deduper,
         enqueue: Enqueue,
         acknowledge: Acknowledge | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.secrets = settings.webhook_secrets
-        self.event_config = EventConfig(bot_login=settings.bot_login)
+        self.bot_login = settings.bot_login
+        self.identity = identity
         self.deduper = deduper
         self.enqueue = enqueue
         self.acknowledge = acknowledge
+        client, prefix = deduper.redis, deduper.prefix
+        self.open_commands = RateLimit(
+            client, OPEN_COMMAND_LIMIT, OPEN_COMMAND_WINDOW_SECONDS, prefix=prefix
+        )
+        self.active = ActiveJobs(
+            client, settings.installation_max_jobs, ACTIVE_JOB_STALE_SECONDS, prefix=prefix
+        )
 
     def handle(self, headers: Any, body: bytes) -> Answer:
         """The answer to one delivery (its headers and raw body)."""
-        outcome = parse_delivery(headers, body, self.secrets, self.event_config)
+        outcome = parse_delivery(headers, body, self.secrets, self.event_config())
         if isinstance(outcome, Rejected):
             level = logging.WARNING if outcome.status in (400, 401) else logging.INFO
             log.log(level, "webhook rejected (%d): %s", outcome.status, outcome.reason)
@@ -83,8 +103,21 @@ class WebhookHandler:
             return {"status": outcome.status, "reason": outcome.reason}, 200
         return self._enqueue(outcome, outcome.delivery_id or "")
 
+    def event_config(self) -> EventConfig:
+        """reviewbot's own account for the event rules: as GitHub names it when the web
+        has the App's credentials (``identity``), else the configured login."""
+        found = self.identity() if self.identity is not None else None
+        if found is None:
+            return EventConfig(bot_login=self.bot_login)
+        return EventConfig(bot_login=found.login, bot_id=found.id)
+
     def _enqueue(self, job: Job, delivery_id: str) -> Answer:
-        """Claim the delivery and the job key, enqueue, confirm; release on failure."""
+        """Claim the delivery and the job key, admit, enqueue, confirm; release on failure."""
+        if job.interactive and COMMANDS[job.kind].roles is None:
+            subject = f"{job.repo}#{job.pr_number}:{job.sender}"
+            if not self.open_commands.hit(subject):
+                log.info("delivery %s: /%s by %s rate limited", delivery_id, job.kind, job.sender)
+                return {"status": "ignored", "reason": "rate limited: too many commands"}, 200
         if self.deduper.seen_delivery(delivery_id, ttl=CLAIM_PENDING_TTL):
             log.info("delivery %s: duplicate delivery", delivery_id)
             return {"status": "duplicate", "reason": "delivery already received"}, 200
@@ -97,6 +130,25 @@ class WebhookHandler:
             self._confirm(delivery_id, None)
             log.info("delivery %s: job %s already queued", delivery_id, job.key)
             return {"status": "duplicate", "reason": "job already queued", "key": job.key}, 200
+        try:
+            admitted, active = self.active.admit(job.installation_id, job.key)
+        except Exception:
+            self._release(delivery_id, job.key)
+            raise
+        if not admitted:
+            self._release(delivery_id, job.key)
+            log.warning(
+                "delivery %s: installation %d has %d jobs queued or running; refused %s",
+                delivery_id,
+                job.installation_id,
+                active,
+                job.key,
+            )
+            return _error(
+                f"installation {job.installation_id} has {active} jobs queued or running "
+                f"(the cap is {self.active.cap}); redeliver later",
+                429,
+            )
         if job.interactive:
             self._acknowledge(job)
         try:
@@ -104,6 +156,7 @@ class WebhookHandler:
         except Exception:
             log.exception("delivery %s: could not enqueue job %s", delivery_id, job.key)
             self._release(delivery_id, job.key)
+            self._unadmit(job)
             return _error("could not enqueue the job; retry the delivery", 503)
         self._confirm(delivery_id, job.key)
         log.info("delivery %s: queued job %s on %s", delivery_id, job.key, job.queue)
@@ -118,6 +171,12 @@ class WebhookHandler:
             self.acknowledge(job)
         except Exception as exc:
             log.warning("could not react to comment %s on %s: %s", job.comment_id, job.repo, exc)
+
+    def _unadmit(self, job: Job) -> None:
+        try:
+            self.active.release(job.installation_id, job.key)
+        except redis.RedisError as exc:
+            log.warning("could not release %s from the installation's jobs: %s", job.key, exc)
 
     def _confirm(self, delivery_id: str, job_key: str | None) -> None:
         try:
@@ -153,8 +212,11 @@ def create_app(
 
     Default ``enqueue``: Celery ``send_task`` to ``settings.redis_url``; default
     ``redis_client`` (dedupe, health): one for ``settings.redis_url``; default
-    ``acknowledge``: a 👀 reaction through the GitHub App when the settings carry
-    its id and key, else none (the worker reacts when it starts the job).
+    ``acknowledge``: a 👀 reaction through the GitHub App when the settings ask for
+    it (``web_reactions``), else none (the worker reacts when it starts the job).
+    When it acts as the App (``web_reactions``), the app also learns reviewbot's own
+    account from GitHub at start (:mod:`reviewbot.server.identity`): deliveries that
+    account sent are ignored by its user id.
     """
     settings.require_web()
     client = redis_client if redis_client is not None else make_redis(settings.redis_url)
@@ -162,13 +224,26 @@ def create_app(
         from reviewbot.server.queue import CeleryEnqueuer
 
         enqueue = CeleryEnqueuer(settings.redis_url)
-    if acknowledge is None and settings.app_id is not None and settings.private_key:
+    if acknowledge is None and settings.web_reactions:
         from reviewbot.server.acknowledge import GitHubAcknowledger
 
         acknowledge = GitHubAcknowledger(settings)
-    handler = WebhookHandler(settings, Deduper(client, prefix=dedupe_prefix), enqueue, acknowledge)
+    identity: Identity | None = None
+    if settings.web_reactions and settings.app_id is not None and settings.private_key:
+        # The web acts as the App only when asked to (web_reactions): then it also
+        # learns who the App is; otherwise the configured login is all it knows.
+        from reviewbot.server.identity import IdentityLookup
+
+        identity = IdentityLookup(settings)
+        identity()  # learned at start; a failure is logged and retried later
+    handler = WebhookHandler(
+        settings, Deduper(client, prefix=dedupe_prefix), enqueue, acknowledge, identity
+    )
     app = Flask("reviewbot")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BODY_BYTES
+    # One byte over the cap: a chunked body (no Content-Length) is cut there by Werkzeug,
+    # so parse_delivery sees it is too large (413) instead of a body cut at the cap
+    # whose signature fails (401).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BODY_BYTES + 1
     app.extensions["reviewbot"] = handler
 
     @app.post("/webhook")
@@ -210,18 +285,41 @@ def create_app_from_env() -> Flask:
     return create_app(Settings.from_env())
 
 
-def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the webhook app with werkzeug's threaded server until interrupted."""
-    from werkzeug.serving import make_server
+def run_server(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = WEB_WORKERS,
+    timeout: int = WEB_WORKER_TIMEOUT,
+) -> None:
+    """Serve the webhook app with gunicorn (a production server) until stopped.
 
-    server = make_server(host, port, create_app(settings), threaded=True)
-    log.info("reviewbot webhook server on http://%s:%s/webhook", host, server.server_port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        log.info("stopping")
-    finally:
-        server.server_close()
+    ``workers`` processes of :data:`WEB_THREADS` threads each build their own app
+    (Redis clients are not shared across a fork); a worker stuck for ``timeout``
+    seconds is killed and replaced. Stops on SIGTERM or SIGINT.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": WEB_THREADS,
+        "timeout": timeout,
+        "graceful_timeout": timeout,
+        "accesslog": "-",
+    }
+
+    class WebhookServer(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return create_app(settings)
+
+    log.info("reviewbot webhook server on http://%s:%s/webhook (gunicorn)", host, port)
+    WebhookServer().run()
 
 
 def _delivery(headers: Any) -> str:

@@ -205,6 +205,11 @@ TASK_RUN_JOB = "worker.tasks.run_job"
 ENQUEUE_MAX_RETRIES = 2
 ENQUEUE_RETRY_INTERVAL = 0.2
 
+#: ``reviewbot serve`` runs gunicorn: worker processes, threads each, and the seconds
+#: after which a stuck worker is killed and replaced (GitHub gives a delivery 10 s).
+WEB_WORKERS = 2
+WEB_THREADS = 4
+WEB_WORKER_TIMEOUT = 30
 #: Server default (``REVIEWBOT_REDIS_URL`` overrides it; see also DEFAULT_GITHUB_API_URL).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Redis client timeouts of the web process (seconds): a dead Redis answers 503 fast.
@@ -216,6 +221,22 @@ REDIS_SOCKET_TIMEOUT = 5.0
 
 #: Repository roles allowed to run model commands (GitHub's role_name values).
 COMMAND_ROLES = frozenset({"admin", "maintain", "write"})
+#: Comment authors whose model commands the webhook queues (GitHub's author_association);
+#: anyone else's are answered 2xx and dropped before they reach the GPU.
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+#: /help and unknown commands (open to anyone): at most this many per user and pull
+#: request within the window; more are answered 2xx and not queued.
+OPEN_COMMAND_LIMIT = 3
+OPEN_COMMAND_WINDOW_SECONDS = 3600
+#: Jobs queued or running per installation: deliveries beyond are refused (429) so one
+#: noisy installation cannot fill a shared GPU's queue; an entry counts at most this
+#: long (a job that never reported its end stops counting).
+INSTALLATION_MAX_ACTIVE_JOBS = 20
+ACTIVE_JOB_STALE_SECONDS = 6 * 3600
+#: Prompt tokens an installation may send through the model per window; past it its
+#: jobs wait (are retried later) until the window ends.
+INSTALLATION_TOKEN_BUDGET = 2_000_000
+TOKEN_BUDGET_WINDOW_SECONDS = 3600
 #: The name a comment may mention instead of a leading slash (``@reviewbot review``).
 COMMAND_MENTION = "reviewbot"
 #: Reactions: received (added at once), done, failed.
@@ -231,6 +252,9 @@ REPLY_MAX_CHARS = 8_000
 #: Timeout (seconds) of the web server's one GitHub call, the received reaction: a
 #: slow GitHub must not hold the delivery past GitHub's 10-second webhook timeout.
 ACK_TIMEOUT_SECONDS = 4
+#: After the web process failed to learn the App's identity (GET /app), how long it
+#: waits before asking GitHub again (deliveries meanwhile use the configured login).
+IDENTITY_RETRY_SECONDS = 60.0
 
 
 # --- Repository configuration (.github/reviewbot.toml) ---------------------------------
@@ -314,17 +338,36 @@ class GitHubSettings:
 
 # --------------------------------------------------------------------------- workers
 
-#: Hard limit of one job (seconds); the worker process running it is killed past it.
-TASK_HARD_TIME_LIMIT = 3600
-#: Soft limit: the job gets SoftTimeLimitExceeded first and can report the failure.
-TASK_SOFT_TIME_LIMIT = 3300
-#: Redis broker visibility timeout (seconds): above the longest job, so a running
+#: Seconds one attempt at a job may take, model loading included: generation stops
+#: and the stages between check it; past it the job fails cleanly (its check run ends
+#: ``timed_out``, a command gets its failure reply) and nothing is posted.
+JOB_TIME_BUDGET = 1800
+#: Celery's own limits back the budget up where nothing checks it (a GitHub call, a
+#: model load): the soft limit (SoftTimeLimitExceeded, reported like any failure) comes
+#: one grace after the budget, the hard limit (the job's process is killed and the job
+#: redelivered, counting an attempt) one grace later. The grace is a tenth of the
+#: budget, within these bounds (seconds).
+TASK_LIMIT_GRACE_MIN = 5
+TASK_LIMIT_GRACE_MAX = 60
+#: Redis broker visibility timeout (seconds): above the hard limit, so a running
 #: job is never handed to a second worker; a dead worker's job comes back after it.
 VISIBILITY_TIMEOUT = 2 * 3600
-#: Celery retries of a job after transient GitHub errors, and the backoff base.
-JOB_MAX_RETRIES = 5
+#: Deliveries of one job (its first run, retries after transient GitHub errors and
+#: redeliveries after its worker process died) before it is moved to the dead letters
+#: instead of running again; and the backoff of those retries.
+JOB_MAX_ATTEMPTS = 6
 JOB_RETRY_BACKOFF = 10.0
 JOB_RETRY_BACKOFF_MAX = 600.0
+#: How long a job's attempt count is kept in Redis: longer than its attempts can take
+#: at the default visibility timeout.
+JOB_ATTEMPTS_TTL = 3 * 24 * 3600
+#: The per-pull-request lock in Redis, held by a job from re-reading reviewbot's markers
+#: to posting (never while generating): its key prefix; how long it outlives a holder
+#: that died (a live holder renews it every third of that); how long a second job
+#: waits for it before the queue retries the job later.
+PULL_LOCK_PREFIX = "reviewbot:lock:pull:"
+PULL_LOCK_TTL_SECONDS = 60.0
+PULL_LOCK_WAIT_SECONDS = 300.0
 
 
 # --- Fine-tuning: data sources, harvest, evaluation (finetune/) --------------------------

@@ -8,26 +8,34 @@ never contain a secret value; ``repr()`` redacts secrets.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from reviewbot.settings.defaults import (
     DEFAULT_GITHUB_API_URL,
     DEFAULT_QUANTIZE,
     DEFAULT_REDIS_URL,
+    INSTALLATION_MAX_ACTIVE_JOBS,
+    INSTALLATION_TOKEN_BUDGET,
+    JOB_MAX_ATTEMPTS,
+    JOB_TIME_BUDGET,
     PROMPT_FORMATS,
     QUANTIZE_CHOICES,
+    TASK_LIMIT_GRACE_MAX,
+    TASK_LIMIT_GRACE_MIN,
     VISIBILITY_TIMEOUT,
     GenerationSettings,
 )
 from reviewbot.settings.defaults import (
     REVIEW_DRAFTS as DEFAULT_REVIEW_DRAFTS,
 )
+from reviewbot.settings.repo import RepoConfigError
 
 ENV_PREFIX = "REVIEWBOT_"
 WEBHOOK_SECRET = "REVIEWBOT_WEBHOOK_SECRET"
@@ -45,10 +53,19 @@ MAX_NEW_TOKENS = "REVIEWBOT_MAX_NEW_TOKENS"
 BOT_LOGIN = "REVIEWBOT_BOT_LOGIN"
 REVIEW_DRAFTS = "REVIEWBOT_REVIEW_DRAFTS"
 VISIBILITY = "REVIEWBOT_VISIBILITY_TIMEOUT"
+TIME_BUDGET = "REVIEWBOT_JOB_TIME_BUDGET"
+MAX_ATTEMPTS = "REVIEWBOT_JOB_MAX_ATTEMPTS"
+WEB_REACTIONS = "REVIEWBOT_WEB_REACTIONS"
+MAX_JOBS = "REVIEWBOT_INSTALLATION_MAX_JOBS"
+TOKEN_BUDGET = "REVIEWBOT_INSTALLATION_TOKEN_BUDGET"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+#: Query parameters whose values are secrets (redacted in logs).
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth", re.I)
+_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+-----END [A-Z ]*PRIVATE KEY-----", re.S)
 
 T = TypeVar("T")
@@ -76,19 +93,36 @@ class Settings:
     model: str | None = None
     adapter: str | None = None
     adapters: dict[str, str] = field(default_factory=dict, hash=False)
+    adapter_owners: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    """Adapters that name owners (``name@owner+owner=/dir``): only their repositories
+    may use them; an adapter not listed here serves every installation."""
     prompt_format: str | None = None
     quantize: str = DEFAULT_QUANTIZE
     max_new_tokens: int = GenerationSettings().max_new_tokens
     bot_login: str | None = None
+    """Override of reviewbot's own login (an App's ``{slug}[bot]``, or the account of a
+    token); unset, processes with the App's credentials learn it from GitHub (GET /app)."""
     review_drafts: bool = DEFAULT_REVIEW_DRAFTS
+    job_time_budget: int = JOB_TIME_BUDGET
+    """Seconds one attempt at a job may take (see :attr:`task_time_limits`)."""
+    job_max_attempts: int = JOB_MAX_ATTEMPTS
+    """Deliveries of a job before it goes to the dead letters."""
     visibility_timeout: int = VISIBILITY_TIMEOUT
     """Seconds before a dead worker's job is redelivered (Redis broker)."""
+    web_reactions: bool = False
+    """The web process reacts 👀 to a command at once (it then needs the App's id and
+    key); off, it never reads the key and the worker reacts when it starts the job."""
+    installation_max_jobs: int = INSTALLATION_MAX_ACTIVE_JOBS
+    """Jobs queued or running per installation; deliveries beyond it are refused (429)."""
+    installation_token_budget: int = INSTALLATION_TOKEN_BUDGET
+    """Prompt tokens per installation per TOKEN_BUDGET_WINDOW_SECONDS; past it jobs wait."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """Read and validate ``REVIEWBOT_*`` variables; raise SettingsError on any problem."""
         env = _Env(environ)
         key_text, key_path = _private_key(env)
+        adapters, adapter_owners = _adapters(env)
         settings = cls(
             webhook_secrets=_secrets(env),
             app_id=env.parse(APP_ID, _positive_int, "must be a positive integer"),
@@ -98,26 +132,43 @@ class Settings:
             redis_url=_redis_url(env) or DEFAULT_REDIS_URL,
             model=env.get(MODEL),
             adapter=env.get(ADAPTER),
-            adapters=_adapters(env),
+            adapters=adapters,
+            adapter_owners=adapter_owners,
             prompt_format=env.choice(PROMPT_FORMAT, PROMPT_FORMATS),
             quantize=env.choice(QUANTIZE, QUANTIZE_CHOICES) or DEFAULT_QUANTIZE,
             max_new_tokens=env.parse(MAX_NEW_TOKENS, _positive_int, "must be a positive integer")
             or GenerationSettings().max_new_tokens,
-            bot_login=env.get(BOT_LOGIN),
+            bot_login=_bot_login(env),
             review_drafts=_or(
                 env.parse(REVIEW_DRAFTS, _bool, "must be true or false"), DEFAULT_REVIEW_DRAFTS
             ),
             visibility_timeout=env.parse(VISIBILITY, _positive_int, "must be a positive integer")
             or VISIBILITY_TIMEOUT,
+            job_time_budget=env.parse(TIME_BUDGET, _positive_int, "must be a positive integer")
+            or JOB_TIME_BUDGET,
+            job_max_attempts=env.parse(MAX_ATTEMPTS, _positive_int, "must be a positive integer")
+            or JOB_MAX_ATTEMPTS,
+            web_reactions=_or(env.parse(WEB_REACTIONS, _bool, "must be true or false"), False),
+            installation_max_jobs=env.parse(MAX_JOBS, _positive_int, "must be a positive integer")
+            or INSTALLATION_MAX_ACTIVE_JOBS,
+            installation_token_budget=env.parse(
+                TOKEN_BUDGET, _positive_int, "must be a positive integer"
+            )
+            or INSTALLATION_TOKEN_BUDGET,
         )
         env.raise_if_problems()
         return settings
 
     def require_web(self) -> Settings:
-        """Check what the webhook server needs (a webhook secret); return self."""
+        """Check what the webhook server needs (a webhook secret; the App's id and key
+        only to react 👀 itself); return self."""
         problems = []
         if not self.webhook_secrets:
             problems.append(f"{WEBHOOK_SECRET} is required by the web server")
+        if self.web_reactions and (self.app_id is None or self.private_key is None):
+            problems.append(
+                f"{WEB_REACTIONS} needs {APP_ID} and {PRIVATE_KEY} or {PRIVATE_KEY_PATH}"
+            )
         if problems:
             raise SettingsError(problems)
         return self
@@ -134,9 +185,56 @@ class Settings:
         for name, path in self.adapters.items():
             if not Path(path).expanduser().is_dir():
                 problems.append(f"{ADAPTERS}: adapter {name!r} directory {path!r} does not exist")
+        limits = self.time_limit_problem()
+        if limits:
+            problems.append(limits)
         if problems:
             raise SettingsError(problems)
         return self
+
+    @property
+    def task_time_limits(self) -> tuple[int, int]:
+        """Celery's (soft, hard) time limits of a job: the budget plus one grace, plus two."""
+        budget = self.job_time_budget
+        grace = min(TASK_LIMIT_GRACE_MAX, max(TASK_LIMIT_GRACE_MIN, budget // 10))
+        return budget + grace, budget + 2 * grace
+
+    def time_limit_problem(self) -> str | None:
+        """Why the visibility timeout is too short for the hard time limit, or None.
+
+        A job still running when the visibility timeout passes is handed to a worker
+        again and runs twice, so the timeout must outlast the hard limit.
+        """
+        hard = self.task_time_limits[1]
+        if self.visibility_timeout > hard:
+            return None
+        return (
+            f"{VISIBILITY} ({self.visibility_timeout} s) must be above a job's hard time "
+            f"limit ({hard} s: {TIME_BUDGET} {self.job_time_budget} s plus two graces), "
+            "or a running job is redelivered and runs twice"
+        )
+
+    def adapter_for(self, name: str | None, owner: str | None) -> str | None:
+        """The adapter directory a repository of ``owner`` gets for its ``adapter`` key.
+
+        None (no key): the server's default adapter, or the base model alone. A name
+        the server does not serve, or one reserved for other owners, is the
+        repository's configuration error (:class:`RepoConfigError`, naming the key).
+        """
+        if not name:
+            return self.adapter
+        usable = sorted(n for n in self.adapters if self._may_use(n, owner))
+        if name not in self.adapters or not self._may_use(name, owner):
+            raise RepoConfigError(
+                f"adapter {name!r} is not available to {owner or 'this repository'} "
+                f"(available: {', '.join(usable) or 'none'})",
+                key="adapter",
+            )
+        return self.adapters[name]
+
+    def _may_use(self, name: str, owner: str | None) -> bool:
+        allowed = self.adapter_owners.get(name)
+        return allowed is None or (owner is not None and owner.lower() in allowed)
 
     def __repr__(self) -> str:
         shown: dict[str, object] = {
@@ -149,12 +247,18 @@ class Settings:
             "model": self.model,
             "adapter": self.adapter,
             "adapters": self.adapters,
+            "adapter_owners": {k: sorted(v) for k, v in self.adapter_owners.items()},
             "prompt_format": self.prompt_format,
             "quantize": self.quantize,
             "max_new_tokens": self.max_new_tokens,
             "bot_login": self.bot_login,
             "review_drafts": self.review_drafts,
             "visibility_timeout": self.visibility_timeout,
+            "job_time_budget": self.job_time_budget,
+            "job_max_attempts": self.job_max_attempts,
+            "web_reactions": self.web_reactions,
+            "installation_max_jobs": self.installation_max_jobs,
+            "installation_token_budget": self.installation_token_budget,
         }
         body = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({body})"
@@ -170,18 +274,25 @@ class _Redacted(str):
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log)."""
+    """``url`` with any password replaced by ``***`` (safe to log): the one in the
+    authority (``user:pass@``) and query parameters such as ``?password=``."""
     try:
         parts = urlsplit(url)
+        _ = parts.port
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        hidden = [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    query = f"?{parts.query}" if parts.query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{parts.scheme}://{parts.netloc}{parts.path}{query}{fragment}"
 
 
 class _Env:
@@ -244,6 +355,15 @@ def _bool(value: str) -> bool:
     raise ValueError(value)
 
 
+def _bot_login(env: _Env) -> str | None:
+    """A GitHub login, optionally a bot's (``name[bot]``)."""
+    value = env.get(BOT_LOGIN)
+    if value is None or _LOGIN.fullmatch(value):
+        return value
+    env.problem(f"{BOT_LOGIN} must be a GitHub login such as my-app[bot] (got {value!r})")
+    return None
+
+
 def _secrets(env: _Env) -> tuple[str, ...]:
     """The webhook secret(s); a comma-separated list allows rotation."""
     value = env.get(WEBHOOK_SECRET)
@@ -290,14 +410,30 @@ def _pem(env: _Env, name: str, text: str) -> str | None:
 
 
 def _http_url(env: _Env) -> str | None:
+    """The GitHub API URL: https, or plain http to a loopback host only (tests)."""
     value = env.get(GITHUB_API_URL)
     if value is None:
         return None
     parts = _split(value)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        env.problem(f"{GITHUB_API_URL} must be an http(s) URL such as {DEFAULT_GITHUB_API_URL}")
+        env.problem(f"{GITHUB_API_URL} must be an https URL such as {DEFAULT_GITHUB_API_URL}")
+        return None
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        env.problem(
+            f"{GITHUB_API_URL} must use https (plain http is allowed for loopback hosts only): "
+            "the App's tokens travel with every request"
+        )
         return None
     return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _redis_url(env: _Env) -> str | None:
@@ -325,18 +461,29 @@ def _split(url: str) -> SplitResult | None:
     return parts
 
 
-def _adapters(env: _Env) -> dict[str, str]:
-    """``name=/dir,other=/dir2`` → ``{"name": "/dir", "other": "/dir2"}``."""
+def _adapters(env: _Env) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+    """``name=/dir,team@org+other-org=/dir2`` → directories by name, and the owners
+    allowed to use each adapter that names them (an adapter naming none serves all)."""
     value = env.get(ADAPTERS)
     if value is None:
-        return {}
+        return {}, {}
     adapters: dict[str, str] = {}
+    owners: dict[str, frozenset[str]] = {}
     for item in value.split(","):
-        name, sep, path = (s.strip() for s in item.partition("="))
+        head, sep, path = (s.strip() for s in item.partition("="))
+        name, at, allowed = (s.strip() for s in head.partition("@"))
+        logins = frozenset(o.strip().lower() for o in allowed.split("+") if o.strip())
         if not sep or not name or not path:
-            env.problem(f"{ADAPTERS} entries must read name=/dir (got {item.strip()!r})")
+            env.problem(
+                f"{ADAPTERS} entries must read name=/dir or name@owner+owner=/dir "
+                f"(got {item.strip()!r})"
+            )
+        elif at and (not logins or not all(_OWNER.fullmatch(o) for o in logins)):
+            env.problem(f"{ADAPTERS} adapter {name!r} names no valid owner after '@'")
         elif name in adapters:
             env.problem(f"{ADAPTERS} names adapter {name!r} twice")
         else:
             adapters[name] = path
-    return adapters
+            if at:
+                owners[name] = logins
+    return adapters, owners
