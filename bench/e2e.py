@@ -227,8 +227,8 @@ def deliver(url: str, payload: dict[str, Any]) -> tuple[float, float]:
     return sent, accepted
 
 
-# Celery's worker log format: "[2025-01-01 12:00:00,123: INFO/MainProcess] message".
-_STAMP = r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]*\] "
+# ``reviewbot worker``'s log format: "2025-01-01 12:00:00,123 INFO ForkPoolWorker-1 name: message".
+_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ \S+ \S+: "
 
 
 def _epoch(stamp: str) -> float:
@@ -322,8 +322,8 @@ def measure(args: argparse.Namespace, model: str | None, workdir: Path) -> dict[
     if model is not None:
         env["REVIEWBOT_MODEL"] = model
     enqueued = Enqueued()
-    logging.getLogger("reviewbot.web").addHandler(enqueued)
-    logging.getLogger("reviewbot.web").setLevel(logging.INFO)
+    logging.getLogger("reviewbot.server.app").addHandler(enqueued)
+    logging.getLogger("reviewbot.server.app").setLevel(logging.INFO)
     server, url = serve_webhook(broker_url)
     worker = CeleryWorker(env, workdir / "worker.log", name="bench")
     try:
@@ -333,7 +333,7 @@ def measure(args: argparse.Namespace, model: str | None, workdir: Path) -> dict[
         reviews = github.reviews(repo, MEASURED_PR)
         loaded = re.search(r"loading model (\S+) on (\S+) \(([^)]*)\)", worker.text())
     except BaseException:
-        log.error("worker log: %s%s", worker.log_path, "" if args.keep_log else " (removed)")
+        log.error("worker log: %s%s", worker.log, "" if args.keep_log else " (removed)")
         raise
     finally:
         worker.stop()

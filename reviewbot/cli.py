@@ -343,7 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Services log with a timestamp and the process (a worker's job runs in its child).
+    if args.command in ("serve", "worker"):
+        fmt = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+    else:
+        fmt = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt)
     try:
         return args.func(args)
     except CliError as e:
