@@ -10,6 +10,7 @@ from reviewbot.settings.defaults import (
     MAX_EXTRA_INSTRUCTIONS_CHARS,
     MAX_REPO_CONFIG_BYTES,
     MAX_REPO_GLOBS,
+    PROFILES,
     REPO_CONFIG_PATH,
     PlanLimits,
     ReviewOptions,
@@ -169,3 +170,60 @@ def test_empty_adapter_means_the_default_model() -> None:
 
 def test_error_is_marked_safe_to_show() -> None:
     assert RepoConfigError("x").user_facing is True
+
+
+SIGNAL = """
+profile = "assertive"
+min_confidence = 0.7
+unparsable_suggestions = "drop"
+changed_lines = false
+priority = ["src/core/**"]
+path_instructions = [
+  { path = "src/api/**", instructions = "Check input validation." },
+  { path = "*.sql", instructions = "Flag unbounded queries." },
+]
+response_language = "pt-BR"
+"""
+
+
+def test_the_review_signal_keys_are_parsed_and_reach_the_options() -> None:
+    cfg = parse_repo_config(SIGNAL)
+    assert cfg.profile == "assertive" and cfg.min_confidence == 0.7
+    assert cfg.confidence_threshold == 0.7  # min_confidence wins over the profile
+    options = cfg.review_options()
+    assert options.min_confidence == 0.7 and options.unparsable == "drop"
+    assert options.changed_lines is False and options.response_language == "pt-BR"
+    assert options.path_instructions == (
+        ("src/api/**", "Check input validation."),
+        ("*.sql", "Flag unbounded queries."),
+    )
+    assert cfg.plan_limits().priority_globs == ("src/core/**",)
+    assert parse_repo_config(cfg.to_toml_summary()) == cfg
+
+
+def test_profiles_map_to_their_thresholds_and_unset_keys_follow_the_server() -> None:
+    assert RepoConfig().confidence_threshold == PROFILES["chill"]
+    assert parse_repo_config('profile = "assertive"').confidence_threshold == PROFILES["assertive"]
+    assert PROFILES["chill"] > PROFILES["assertive"]
+    assert RepoConfig().review_options(server_changed_lines=False).changed_lines is False
+    assert RepoConfig().review_options().changed_lines is True
+    assert parse_repo_config(RepoConfig().to_toml_summary()) == RepoConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ('profile = "loud"', "profile", "must be 'chill' or 'assertive'"),
+        ("min_confidence = 2", "min_confidence", "between 0 and 1"),
+        ('min_confidence = "high"', "min_confidence", "must be a number"),
+        ('unparsable_suggestions = "keep"', "unparsable_suggestions", "'plain' or 'drop'"),
+        ('path_instructions = [{ path = "a" }]', "path_instructions", "exactly the keys"),
+        ('path_instructions = "src/**"', "path_instructions", "must be a list"),
+        ('response_language = "<!-- x -->"', "response_language", "language code or name"),
+        ("priority = [1]", "priority", "non-empty string glob"),
+    ],
+)
+def test_bad_signal_keys_name_the_key(text: str, key: str, message: str) -> None:
+    with pytest.raises(RepoConfigError, match=message) as err:
+        parse_repo_config(text)
+    assert err.value.key == key

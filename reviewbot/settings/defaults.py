@@ -77,6 +77,8 @@ class PlanLimits:
     exclude_globs: tuple[str, ...] = DEFAULT_EXCLUDES
     include_globs: tuple[str, ...] = ()
     """If non-empty, only paths matching one of these globs are reviewed."""
+    priority_globs: tuple[str, ...] = ()
+    """When the budget runs out, units of paths matching these globs are chosen first."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,27 @@ class ReviewOptions:
     noise: NoiseSettings = field(default_factory=NoiseSettings)
     extra_instructions: str = ""
     """A repository's extra review guidelines, appended to critique and revise prompts."""
+    path_instructions: tuple[tuple[str, str], ...] = ()
+    """(path glob, instructions): guidelines for the units of matching paths only."""
+    response_language: str = ""
+    """The language reviewbot writes in (e.g. ``de``); empty: the model's own choice."""
+    changed_lines: bool = True
+    """Show the model which lines of a unit the pull request changed."""
+    min_confidence: float = 0.0
+    """Findings whose confidence (0..1) is below this are counted, not posted."""
+    unparsable: str = "plain"
+    """A suggestion that does not parse: a plain code block ("plain") or dropped ("drop")."""
+
+
+#: Review profiles (``profile`` in .github/reviewbot.toml): the least confidence (0..1)
+#: a finding needs to be posted. ``chill`` posts only what the model is surest of.
+PROFILES: dict[str, float] = {"chill": 0.5, "assertive": 0.0}
+DEFAULT_PROFILE = "chill"
+#: What happens to a suggestion that introduces a syntax error.
+UNPARSABLE_MODES: tuple[str, ...] = ("plain", "drop")
+#: At most this many ``path_instructions`` entries, each at most
+#: MAX_EXTRA_INSTRUCTIONS_CHARS long.
+MAX_PATH_INSTRUCTIONS = 20
 
 
 #: Quantisation choices of the engine.

@@ -15,6 +15,13 @@ change how it is itself reviewed). Every key is optional; top-level keys only::
     deletions = "skip"               # pure-deletion hunks: "skip" (listed) or "left"
     unauthorized = "reply"           # model commands from users without write access:
                                      # "reply" (once per user and PR) or "ignore"
+    profile = "chill"                # or "assertive": how sure a finding must be to be posted
+    min_confidence = 0.6             # instead of the profile's threshold (0..1)
+    unparsable_suggestions = "plain" # a suggestion that does not parse: "plain" or "drop"
+    changed_lines = true             # show the model which lines the pull request changed
+    priority = ["src/core/**"]       # reviewed first when the unit budget runs out
+    path_instructions = [{ path = "src/api/**", instructions = "Check input validation." }]
+    response_language = "de"         # the language reviewbot writes in
 
 Globs are :func:`fnmatch.fnmatch` patterns over the repository-relative path
 (``*`` also matches ``/``). Anything else — invalid TOML, an unknown key, a wrong
@@ -34,20 +41,26 @@ from typing import Any
 from reviewbot.settings.defaults import (
     ADAPTER_NAME_PATTERN,
     DEFAULT_EXCLUDES,
+    DEFAULT_PROFILE,
     DELETION_MODES,
     MAX_COMMENTS_LIMIT,
     MAX_EXTRA_INSTRUCTIONS_CHARS,
+    MAX_PATH_INSTRUCTIONS,
     MAX_REPO_CONFIG_BYTES,
     MAX_REPO_GLOBS,
+    PROFILES,
     REPO_CONFIG_PATH,
     REVIEW_DRAFTS,
     UNAUTHORIZED_MODES,
+    UNPARSABLE_MODES,
     DeletionMode,
     PlanLimits,
     ReviewOptions,
 )
 
 _ADAPTER_NAME = re.compile(ADAPTER_NAME_PATTERN)
+#: A language for replies: a code (de, pt-BR) or a name (German), letters first.
+_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z -]{1,39}")
 _DEFAULT_OPTIONS = ReviewOptions()
 _DEFAULT_LIMITS = PlanLimits()
 
@@ -77,6 +90,15 @@ class RepoConfig:
     adapter: str | None = None
     deletions: DeletionMode = _DEFAULT_LIMITS.deletions
     unauthorized: str = UNAUTHORIZED_MODES[0]
+    profile: str = DEFAULT_PROFILE
+    min_confidence: float | None = None
+    """Overrides the profile's threshold when set."""
+    unparsable_suggestions: str = UNPARSABLE_MODES[0]
+    changed_lines: bool | None = None
+    """None (unset): the server's default (on unless REVIEWBOT_CHANGED_LINES says no)."""
+    priority: tuple[str, ...] = ()
+    path_instructions: tuple[tuple[str, str], ...] = ()
+    response_language: str = ""
 
     def reviews_drafts(self, server_default: bool = REVIEW_DRAFTS) -> bool:
         """Whether draft pull requests are reviewed: the repository's say, else the server's."""
@@ -89,16 +111,31 @@ class RepoConfig:
             exclude_globs=base.exclude_globs + self.exclude,
             include_globs=self.include,
             deletions=self.deletions,
+            priority_globs=self.priority,
         )
 
-    def review_options(self, base: ReviewOptions = _DEFAULT_OPTIONS) -> ReviewOptions:
-        """``base`` with this repository's revise / summary / max_comments."""
+    @property
+    def confidence_threshold(self) -> float:
+        """The least confidence a finding needs: ``min_confidence``, else the profile's."""
+        return PROFILES[self.profile] if self.min_confidence is None else self.min_confidence
+
+    def review_options(
+        self, base: ReviewOptions = _DEFAULT_OPTIONS, server_changed_lines: bool = True
+    ) -> ReviewOptions:
+        """``base`` with this repository's settings of what a review produces."""
         return replace(
             base,
             revise=self.revise,
             summary=self.summary,
             max_comments=self.max_comments,
             extra_instructions=self.extra_instructions,
+            path_instructions=self.path_instructions,
+            response_language=self.response_language,
+            changed_lines=server_changed_lines
+            if self.changed_lines is None
+            else self.changed_lines,
+            min_confidence=self.confidence_threshold,
+            unparsable=self.unparsable_suggestions,
         )
 
     def to_toml_summary(self, server_drafts: bool = REVIEW_DRAFTS) -> str:
@@ -120,6 +157,22 @@ class RepoConfig:
             else 'adapter = ""  # the server\'s default model',
             f"extra_instructions = {_toml_str(self.extra_instructions)}",
             f"unauthorized = {_toml_str(self.unauthorized)}",
+            f"profile = {_toml_str(self.profile)}",
+            f"min_confidence = {self.min_confidence}"
+            if self.min_confidence is not None
+            else f"# min_confidence = {PROFILES[self.profile]}  (unset: the profile's)",
+            f"unparsable_suggestions = {_toml_str(self.unparsable_suggestions)}",
+            f"changed_lines = {_toml_bool(self.changed_lines)}"
+            if self.changed_lines is not None
+            else "# changed_lines = true  (unset: the server's default)",
+            f"priority = {_toml_list(self.priority)}",
+            "path_instructions = ["
+            + ", ".join(
+                f"{{ path = {_toml_str(p)}, instructions = {_toml_str(i)} }}"
+                for p, i in self.path_instructions
+            )
+            + "]",
+            f"response_language = {_toml_str(self.response_language)}",
         ]
         return "\n".join(lines)
 
@@ -230,6 +283,65 @@ def _unauthorized(key: str, value: Any) -> str:
     return value
 
 
+def _choice(choices: tuple[str, ...]) -> Any:
+    def parse(key: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise RepoConfigError(
+                f"{key} must be {' or '.join(repr(c) for c in choices)}, got {_describe(value)}",
+                key,
+            )
+        return value
+
+    return parse
+
+
+def _confidence(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RepoConfigError(
+            f"{key} must be a number between 0 and 1, got {_describe(value)}", key
+        )
+    if not 0.0 <= float(value) <= 1.0:
+        raise RepoConfigError(f"{key} must be between 0 and 1, got {value}", key)
+    return float(value)
+
+
+def _path_instructions(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list):
+        raise RepoConfigError(
+            f'{key} must be a list of {{ path = "glob", instructions = "..." }} tables, '
+            f"got {_describe(value)}",
+            key,
+        )
+    if len(value) > MAX_PATH_INSTRUCTIONS:
+        raise RepoConfigError(
+            f"{key} has {len(value)} entries; at most {MAX_PATH_INSTRUCTIONS}", key
+        )
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != {"path", "instructions"}:
+            raise RepoConfigError(
+                f"{key}[{i}] must be a table with exactly the keys path and instructions, "
+                f"got {_describe(item)}",
+                key,
+            )
+        path = _globs(f"{key}[{i}].path", [item["path"]])[0]
+        text = _extra_instructions(f"{key}[{i}].instructions", item["instructions"])
+        out.append((path, text))
+    return tuple(out)
+
+
+def _language(key: str, value: Any) -> str:
+    if value == "":
+        return ""  # the model's own choice
+    if not isinstance(value, str) or not _LANGUAGE.fullmatch(value):
+        raise RepoConfigError(
+            f'{key} must be a language code or name such as "de" or "pt-BR", '
+            f"got {_describe(value)}",
+            key,
+        )
+    return value
+
+
 _PARSERS: dict[str, Any] = {
     "include": _globs,
     "exclude": _globs,
@@ -241,6 +353,13 @@ _PARSERS: dict[str, Any] = {
     "adapter": _adapter,
     "deletions": _deletions,
     "unauthorized": _unauthorized,
+    "profile": _choice(tuple(PROFILES)),
+    "min_confidence": _confidence,
+    "unparsable_suggestions": _choice(UNPARSABLE_MODES),
+    "changed_lines": _bool,
+    "priority": _globs,
+    "path_instructions": _path_instructions,
+    "response_language": _language,
 }
 
 
