@@ -157,7 +157,7 @@ def generate_outputs(
         if todo:
             log.info("generating %d revision(s) for line anchoring", len(todo))
             prompts = [
-                renderer.task("revise", ORIGINAL=examples[i].fields["ORIGINAL"], CRITIQUE=c)
+                renderer.task("revise", ORIGINAL=examples[i].original(marked=False), CRITIQUE=c)
                 for i, c in todo
             ]
             out = generate(prompts, settings.revise_max_new_tokens)

@@ -21,6 +21,11 @@ Formats (``load_examples`` detects them by the fields of the first record):
 Parsers are pure functions of one record. A record of the wrong shape is an
 error naming its file and line; a well-formed record that yields nothing usable
 (a hunk whose newlines were lost, an empty comment) is skipped and counted.
+
+Code that comes from a diff hunk becomes the review unit serving would review
+(:meth:`reviewbot.review.hunks.Hunk.unit`), and its examples carry that unit's
+context (path, language, changed lines: :func:`finetune.examples.unit_context`),
+so that training prompts show ORIGINAL in the same layout as serving's.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from finetune.comments import apply_replacement, infer_start, split_suggestion, strip_markers
-from finetune.examples import Example, ExampleError, dedupe
+from finetune.examples import Example, ExampleError, dedupe, unit_context
 from reviewbot.review.hunks import Hunk, HunkError, parse_hunk
+from reviewbot.review.units import language_of
 from reviewbot.settings.defaults import HF_CRITIQUE_REVISION_DATASET
 
 log = logging.getLogger(__name__)
@@ -91,8 +97,16 @@ def _int(record: dict[str, Any], key: str) -> int | None:
         raise SourceError(f"field {key!r} must be an integer, not {value!r}") from None
 
 
-def _example(task: str, fields: dict[str, str], target: str, source: str, prov: Provenance):
-    return Example(task, fields, target, source, {k: v for k, v in prov.items() if v is not None})  # type: ignore[arg-type]
+def _example(
+    task: str,
+    fields: dict[str, str],
+    target: str,
+    source: str,
+    prov: Provenance,
+    context: dict[str, Any] | None = None,
+) -> Example:
+    kept = {k: v for k, v in prov.items() if v is not None}
+    return Example(task, fields, target, source, kept, context or {})  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- formats
@@ -163,25 +177,46 @@ def from_codereviewer(record: dict[str, Any], prov: Provenance) -> list[Example]
         raise Skip("no review comment (msg/comment empty)")
     src = "codereviewer"
     old, new = _text(record, "old"), _text(record, "new")
+    lang = _text(record, "lang")
+    context: dict[str, Any] = {}
+    if lang and language_of(f"code.{lang.lstrip('.')}"):
+        context["language"] = language_of(f"code.{lang.lstrip('.')}")
     if old is not None:
         original = strip_markers(old)
+        changed = _marked_lines(old)
     else:
         hunk_text = _text(record, "patch") or _text(record, "old_hunk") or _text(record, "hunk")
         if hunk_text is None:
             raise SourceError("a CodeReviewer record needs `patch`, `old_hunk` or `old`")
         try:
-            original = parse_hunk(hunk_text).original()
+            hunk = parse_hunk(hunk_text)
+            unit = hunk.unit("")
         except HunkError as e:
             raise Skip(str(e)) from None
+        original = unit.original
+        context["start_line"] = unit.start_line
+        changed = list(unit.added_lines)
     if not original.strip():
         raise Skip("no new-side code")
-    out = [_example("critique", {"ORIGINAL": original}, comment, src, prov)]
+    if changed:
+        context["changed"] = changed
+    out = [_example("critique", {"ORIGINAL": original}, comment, src, prov, context)]
     if new is not None:
         revised = strip_markers(new)
         if revised.strip() and revised.rstrip() != original.rstrip():
             fields = {"ORIGINAL": original, "CRITIQUE": comment}
-            out.append(_example("revise", fields, revised, src, prov))
+            out.append(_example("revise", fields, revised, src, prov, context))
     return out
+
+
+def _marked_lines(code: str) -> list[int]:
+    """The lines (numbered from 1 in the code :func:`strip_markers` leaves) that carry
+    a ``+`` diff marker; none when the code carries no markers."""
+    lines = code.replace("\r\n", "\n").split("\n")
+    if strip_markers(code) == code:
+        return []
+    kept = [line for line in lines if not line.startswith("-")]
+    return [n for n, line in enumerate(kept, 1) if line.startswith("+")]
 
 
 _ENRICHED = re.compile(r"\AFile: (?P<path>[^\n]*)\nCode: ", re.S)
@@ -265,6 +300,7 @@ def from_review_comment(record: dict[str, Any], prov: Provenance) -> list[Exampl
     span = hunk.new_range
     if span is None:
         raise Skip("a pure-deletion hunk (no new-side code)")
+    context = unit_context(hunk.unit(_text(record, "file_path") or ""))
     side = record.get("side") or (hunk.side_of(line) if line is not None else None)
     parts = split_suggestion(comment)
     if not parts.text:
@@ -277,7 +313,7 @@ def from_review_comment(record: dict[str, Any], prov: Provenance) -> list[Exampl
         "unit": {"start_line": span[0], "end_line": span[1], "added_lines": list(hunk.added)},
     }
     src = "review-comment"
-    out = [_example("critique", {"ORIGINAL": original}, parts.text, src, prov)]
+    out = [_example("critique", {"ORIGINAL": original}, parts.text, src, prov, context)]
     if parts.suggestion is not None and side == "RIGHT" and line is not None:
         revision = _suggested_revision(hunk, parts.suggestion, start, line)
         if revision is not None:
@@ -288,7 +324,7 @@ def from_review_comment(record: dict[str, Any], prov: Provenance) -> list[Exampl
                 "suggestion_range": "given" if given else "inferred",
             }
             fields = {"ORIGINAL": original, "CRITIQUE": parts.text}
-            out.append(_example("revise", fields, revised, src, rprov))
+            out.append(_example("revise", fields, revised, src, rprov, context))
     return out
 
 

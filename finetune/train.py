@@ -5,8 +5,9 @@ directories and the demo model ``smollm2`` alike; 4-bit NF4 prepared for k-bit
 training, or full precision). Examples are rendered by the serving renderer and
 encoded with the prompt masked (:mod:`finetune.encode`). The output directory is a
 PEFT adapter (``PeftModel.from_pretrained`` loads it) plus ``reviewbot.json``: the
-base model and its signature, prompt format, template and data hashes, steps and
-metrics, which :func:`reviewbot.model.serving.load_engine` checks and uses.
+base model and its signature, prompt format, template and data hashes, the ORIGINAL
+layout's version (``original_layout``), steps and metrics, which
+:func:`reviewbot.model.serving.load_engine` checks and uses.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from finetune.loss import heldout_loss
 from reviewbot import __version__
 from reviewbot.model.adapters import base_signature, make_renderer
 from reviewbot.model.loading import LoadedModel, load_model
-from reviewbot.review.prompts import PromptFormatError, template_fingerprint
+from reviewbot.review.prompts import ORIGINAL_LAYOUT, PromptFormatError, template_fingerprint
 from reviewbot.settings.defaults import (
     ADAPTER_METADATA,
     EMBEDDING_MODULES,
@@ -267,6 +268,7 @@ def adapter_record(
         "base_quantized": base.quantized,
         "prompt_format": options.prompt_format,
         "template_fingerprint": template_fingerprint(),
+        "original_layout": ORIGINAL_LAYOUT,
         "data": data,
         "training": dataclasses.asdict(options),
         "steps": steps,

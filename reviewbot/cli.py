@@ -6,17 +6,19 @@ import argparse
 import logging
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reviewbot import __version__
 from reviewbot.cli_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
 from reviewbot.review.units import DiffError
 from reviewbot.settings.defaults import (
+    DEFAULT_PROFILE,
     DEFAULT_QUANTIZE,
     DELETION_MODES,
     DEMO_MODEL,
     OUTPUT_FORMATS,
+    PROFILES,
     PROMPT_FORMATS,
     QUANTIZE_CHOICES,
     QUEUE_INTERACTIVE,
@@ -249,7 +251,33 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--include", action="append", default=[], metavar="GLOB")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="how sure a finding must be to be shown: "
+        + ", ".join(f"{name} (confidence >= {value:g})" for name, value in PROFILES.items())
+        + f"; default {DEFAULT_PROFILE}, as in a repository without a profile",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="X",
+        help="the least confidence (0..1) a finding needs, instead of the profile's",
+    )
     p.set_defaults(func=cmd_review)
+
+
+def min_confidence(args: argparse.Namespace) -> float:
+    """The review's confidence threshold: ``--min-confidence``, else the profile's."""
+    if args.min_confidence is None:
+        return PROFILES[args.profile]
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise CliError(
+            f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}", EXIT_USAGE
+        )
+    return args.min_confidence
 
 
 def read_diff(args: argparse.Namespace) -> str:
@@ -280,10 +308,33 @@ def read_diff(args: argparse.Namespace) -> str:
     return text
 
 
+def git_file_reader(rev_range: str) -> Callable[[str], str | None]:
+    """A file's text at the head of ``BASE..HEAD`` (``git cat-file blob HEAD:path``), for
+    parsing suggestions with the whole file; None (logged) when git cannot give it."""
+    head = rev_range.split("..", 1)[1].lstrip(".") or "HEAD"
+
+    def read(path: str) -> str | None:
+        if head.startswith("-"):
+            return None
+        proc = subprocess.run(
+            ["git", "cat-file", "blob", f"{head}:{path}"], capture_output=True, check=False
+        )
+        if proc.returncode != 0:
+            msg = proc.stderr.decode(errors="replace").strip()
+            log.info(
+                "cannot read %s at %s (%s): its suggestions are parsed hunk only", path, head, msg
+            )
+            return None
+        return proc.stdout.decode("utf-8", errors="replace")
+
+    return read
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from reviewbot.review.diffplan import plan_diff
     from reviewbot.review.render import plan_json, plan_markdown, review_json, review_markdown
 
+    threshold = min_confidence(args)
     base = PlanLimits()
     limits = PlanLimits(
         deletions=args.deletions,
@@ -326,9 +377,14 @@ def cmd_review(args: argparse.Namespace) -> int:
             engine.prompt_format,
         )
         log.info("reviewing %d unit(s)", len(plan.units))
-        options = ReviewOptions(revise=args.revise, summary=args.summary)
+        options = ReviewOptions(revise=args.revise, summary=args.summary, min_confidence=threshold)
         review = review_plan(
-            plan, lambda ps: engine.generate(ps, progress=True), engine.renderer, options
+            plan,
+            lambda ps: engine.generate(ps, progress=True),
+            engine.renderer,
+            options,
+            score=engine.score,
+            read_file=git_file_reader(args.git) if args.git else None,
         )
     else:
         from reviewbot.review.findings import Review

@@ -44,6 +44,7 @@ from reviewbot.settings.defaults import (
     CHECK_RUN_SUMMARY_MAX_CHARS,
     CHECK_RUN_TITLE_MAX_CHARS,
     COMMENT_BODY_MAX_CHARS,
+    NO_FINDING_ANSWER,
 )
 from reviewbot.settings.repo import RepoConfig, parse_repo_config
 
@@ -590,19 +591,34 @@ def section(prompt: str, name: str) -> str:
     return prompt[start : min((e for e in ends if e >= 0), default=len(prompt))]
 
 
+def sure(prompt: str, completion: str) -> float:
+    """A scripted model's default scores: sure of every critique (mean log-probability
+    0 per token) and never of "no issues", so every finding has a confidence of ~1."""
+    return -20.0 if completion == NO_FINDING_ANSWER else 0.0
+
+
 @dataclass
 class ScriptedModel:
-    """A ModelPort whose completion for each prompt is ``respond(prompt)``."""
+    """A ModelPort whose completion for each prompt is ``respond(prompt)``, and whose
+    score (mean log-probability per token) of a completion is ``judge(prompt, completion)``."""
 
     respond: Callable[[str], str]
     renderer: Renderer = field(default_factory=lambda: Renderer("alpaca"))
     prompts: list[str] = field(default_factory=list)
     adapters: list[str | None] = field(default_factory=list)
     """The adapter names the runners asked for, in order."""
+    judge: Callable[[str, str], float] = sure
+    scored: list[tuple[str, str]] = field(default_factory=list)
+    """Every (prompt, completion) pair scored, in order."""
 
     def generate(self, prompts: list[str]) -> list[str]:
         self.prompts.extend(prompts)
         return [self.respond(p) for p in prompts]
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        pairs = list(zip(prompts, completions, strict=True))
+        self.scored.extend(pairs)
+        return [self.judge(p, c) for p, c in pairs]
 
     def engines(self, adapter: str | None) -> ScriptedModel:
         """The runners' EngineProvider: this model, whatever the adapter."""

@@ -304,12 +304,12 @@ CRITIQUES = {
 def critique_model(tiny_model_dir: Path, tmp_path_factory) -> Path:
     """A tiny model trained to answer each unit's critique prompt with CRITIQUES[path]."""
     from reviewbot.review.diffplan import plan_diff
+    from reviewbot.review.pipeline import critique_prompts
     from reviewbot.review.prompts import Renderer
 
-    pairs = [
-        (Renderer("alpaca").task("critique", ORIGINAL=u.original), CRITIQUES[u.path])
-        for u in plan_diff("".join(SMALL_FILES.values())).units
-    ]
+    units = plan_diff("".join(SMALL_FILES.values())).units
+    prompts = critique_prompts(units, Renderer("alpaca"))  # as the worker renders them
+    pairs = [(p, CRITIQUES[u.path]) for p, u in zip(prompts, units, strict=True)]
     assert len(pairs) == 2
     return overfit_tiny_model(tiny_model_dir, tmp_path_factory.mktemp("critique"), pairs)
 

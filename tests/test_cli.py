@@ -140,7 +140,7 @@ def test_review_end_to_end_on_the_tiny_4bit_model(tiny_model_dir):
         "--quantize",
         "4bit",
         "--max-new-tokens",
-        "12",
+        "16",
         "--revise",
         "--summary",
         "--format",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.review.diffplan import git_diff_args, plan_diff
+from reviewbot.review.diffplan import git_diff_args, path_kind, plan_diff, unit_risk
 from reviewbot.review.hunks import parse_header
 from reviewbot.review.units import DiffError, Plan, ReviewUnit
 from reviewbot.settings.defaults import GENERATED_MARKER_LINES, PlanLimits
@@ -192,7 +192,8 @@ def test_pure_deletion_is_skipped_or_reviewed_on_the_left_side():
     assert reasons(skipped) == {"m.py": "pure deletion: hunk @@ -3,6 +3,3 @@ removes 3 line(s)"}
     (unit,) = plan_diff(text, PlanLimits(deletions="left")).units
     assert (unit.side, unit.start_line, unit.end_line) == ("LEFT", 4, 7)
-    assert unit.original == "gone1\nctx2\ngone2\ngone3" and unit.added_lines == ()
+    # the lines it removes are its changed lines (context between them is not)
+    assert unit.original == "gone1\nctx2\ngone2\ngone3" and unit.added_lines == (4, 6, 7)
     assert unit.hunk_header == "@@ -3,6 +3,3 @@ def f():"
 
 
@@ -304,17 +305,125 @@ def test_include_globs_restrict_the_review():
     assert plan.files == ("src/a.py", "docs/b.md")
 
 
-def test_units_over_budget_are_listed_by_hunk():
+def test_units_over_budget_are_listed_by_hunk_with_why():
     hunks = [f"@@ -{n},1 +{n},1 @@\n-a{n}\n+b{n}\n" for n in (1, 10, 20)]
     text = modified_diff("b.py", hunks) + new_file_diff("big.py", [f"x{n}" for n in range(9)])
     plan = plan_diff(text, PlanLimits(max_units=2, max_unit_lines=4))
-    assert spans(plan) == [("b.py", 1, 1, (1,)), ("b.py", 10, 10, (10,))]
-    assert [s.reason for s in plan.skipped] == [
-        "over budget: hunk @@ -20,1 +20,1 @@",
-        "over budget: hunk @@ -0,0 +1,9 @@ (lines 1-4)",
-        "over budget: hunk @@ -0,0 +1,9 @@ (lines 5-8)",
-        "over budget: hunk @@ -0,0 +1,9 @@ (lines 9-9)",
+    # the two larger slices of big.py outrank b.py's one-line hunks
+    assert spans(plan) == [("big.py", 1, 4, (1, 2, 3, 4)), ("big.py", 5, 8, (5, 6, 7, 8))]
+    why = "lower risk than the 2 reviewed units"
+    assert [(s.path, s.reason) for s in plan.skipped] == [
+        ("b.py", f"over budget: hunk @@ -1,1 +1,1 @@: {why} ({ONE_LINE})"),
+        ("b.py", f"over budget: hunk @@ -10,1 +10,1 @@: {why} ({ONE_LINE})"),
+        ("b.py", f"over budget: hunk @@ -20,1 +20,1 @@: {why} ({ONE_LINE})"),
+        ("big.py", f"over budget: hunk @@ -0,0 +1,9 @@ (lines 9-9): {why} ({ONE_LINE})"),
     ]
+
+
+ONE_LINE = "source file, 1 changed line, 0 with control flow"
+
+#: A pull request touching documentation, tests and source, in this (diff) order.
+RISKY = (
+    new_file_diff("docs/guide.md", [f"Step {n}: if in doubt, return." for n in range(10)])
+    + new_file_diff(
+        "tests/test_core.py",
+        ["def test_parse():", "    for x in XS:", "        if x:", "            assert parse(x)"],
+    )
+    + new_file_diff("src/app/util.py", ["NAME = 'x'", "SIZE = 3"])
+    + new_file_diff(
+        "src/app/core.py",
+        ["def parse(x):", "    if not x:", "        raise ValueError(x)", "    return x"],
+    )
+    + new_file_diff("src/api/handlers.py", ["TIMEOUT = 5"])
+)
+
+
+def test_over_budget_the_riskiest_units_are_reviewed_in_diff_order():
+    plan = plan_diff(RISKY, PlanLimits(max_units=2))
+    # source before tests and docs; the larger, more complex change first
+    assert [u.path for u in plan.units] == ["src/app/util.py", "src/app/core.py"]
+    why = "over budget: hunk {}: lower risk than the 2 reviewed units ({})"
+    assert [(s.path, s.reason) for s in plan.skipped] == [
+        (
+            "docs/guide.md",
+            why.format("@@ -0,0 +1,10 @@", "docs file, 10 changed lines, 10 with control flow"),
+        ),
+        (
+            "tests/test_core.py",
+            why.format("@@ -0,0 +1,4 @@", "test file, 4 changed lines, 2 with control flow"),
+        ),
+        (
+            "src/api/handlers.py",
+            why.format("@@ -0,0 +1,1 @@", ONE_LINE),
+        ),
+    ]
+
+
+def test_priority_globs_come_first_when_the_budget_runs_out():
+    limits = PlanLimits(max_units=2, priority_globs=("src/api/*",))
+    plan = plan_diff(RISKY, limits)
+    assert [u.path for u in plan.units] == ["src/app/core.py", "src/api/handlers.py"]
+    assert reasons(plan)["src/app/util.py"] == (
+        "over budget: hunk @@ -0,0 +1,2 @@: lower risk than the 2 reviewed units "
+        "(source file, 2 changed lines, 0 with control flow)"
+    )
+    # a priority path that itself does not fit says so
+    plan = plan_diff(RISKY, PlanLimits(max_units=0, priority_globs=("src/api/*",)))
+    assert plan.units == ()
+    assert reasons(plan)["src/api/handlers.py"] == (
+        "over budget: hunk @@ -0,0 +1,1 @@ (the unit budget is 0)"
+    )
+    # within the budget, nothing is ranked: every unit, in diff order
+    assert [u.path for u in plan_diff(RISKY, PlanLimits(max_units=5)).units] == [
+        "docs/guide.md",
+        "tests/test_core.py",
+        "src/app/util.py",
+        "src/app/core.py",
+        "src/api/handlers.py",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("src/app/core.py", "source"),
+        ("Dockerfile", "source"),
+        ("tests/test_core.py", "test"),
+        ("pkg/parser_test.go", "test"),
+        ("web/src/app.spec.ts", "test"),
+        ("src/test/java/FooTest.java", "test"),
+        ("lib/conftest.py", "test"),
+        ("docs/api/index.py", "docs"),
+        ("README", "docs"),
+        ("CHANGELOG.md", "docs"),
+        ("notes/design.rst", "docs"),
+        ("contest.py", "source"),
+    ],
+)
+def test_path_kinds(path, kind):
+    assert path_kind(path) == kind
+
+
+def test_risk_score_counts_changed_lines_and_control_flow():
+    unit = ReviewUnit(
+        "a.py",
+        1,
+        4,
+        "",
+        "def f(x):\n    if x and y || z:\n        return x\n    pass",
+        added_lines=(2, 3, 4),
+    )
+    risk = unit_risk(unit, ("b/*",))
+    assert (risk.priority, risk.kind, risk.changed, risk.control, risk.score) == (
+        False,
+        "source",
+        3,
+        2,
+        7,
+    )
+    assert unit_risk(unit, ("*.py",)).describe() == (
+        "priority source file, 3 changed lines, 2 with control flow"
+    )
 
 
 def test_file_with_too_many_changed_lines_is_skipped():

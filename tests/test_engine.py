@@ -9,13 +9,21 @@ import pytest
 import torch
 from bitsandbytes.nn import Linear4bit, Params4bit
 from tinymodel import LORA_TARGETS as PROJECTIONS
+from tinymodel import overfit_tiny_model
 
+from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, job_deadline
 from reviewbot.model.demo import MARKER, demo_model_dir, find_gguf, is_converted
 from reviewbot.model.generation import Engine, truncate_middle
 from reviewbot.model.loading import ModelLoadError
 from reviewbot.model.serving import load_engine
-from reviewbot.review.prompts import PromptFormatError
-from reviewbot.settings.defaults import CACHE_ENV, DEMO_MODEL, GenerationSettings
+from reviewbot.review.confidence import confidence
+from reviewbot.review.prompts import PromptFormatError, Renderer
+from reviewbot.settings.defaults import (
+    CACHE_ENV,
+    DEMO_MODEL,
+    NO_FINDING_ANSWER,
+    GenerationSettings,
+)
 
 NEW = 12
 
@@ -182,3 +190,92 @@ def test_demo_model_is_converted_once_and_generates(
     assert "converting" not in caplog.text
     assert (converted / MARKER).stat().st_mtime_ns == stamp
     assert again.quantized and again.footprint_bytes < engine.footprint_bytes
+
+
+# --- scoring: the mean log-probability per token of a completion, teacher-forced --------
+
+SAID = "Use a context manager so the file is closed."
+UNSAID = "The variable name is unclear. Consider a more descriptive name."
+
+
+@pytest.fixture(scope="module")
+def sayer(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, str]:
+    """The tiny model overfitted to answer one critique prompt with SAID, in 4-bit."""
+    prompt = Renderer("alpaca").task("critique", ORIGINAL=code(2))
+    path = overfit_tiny_model(tiny_model_dir, tmp_path_factory.mktemp("sayer"), [(prompt, SAID)])
+    engine = load_tiny(path, quantize="4bit", settings=GenerationSettings(batch_size=2))
+    return engine, prompt
+
+
+def test_score_ranks_what_the_model_says_above_what_it_does_not(
+    sayer: tuple[Engine, str],
+) -> None:
+    engine, prompt = sayer
+    assert engine.quantized
+    assert engine.generate([prompt], max_new_tokens=24)[0].startswith(SAID)
+    said, unsaid, nothing = engine.score([prompt] * 3, [SAID, UNSAID, NO_FINDING_ANSWER])
+    assert -0.5 < said <= 0.0  # near-certain, token by token
+    assert said > unsaid + 3 and said > nothing + 3
+    assert confidence("contrast", said, nothing) > 0.95
+    assert confidence("likelihood", unsaid, None) < confidence("likelihood", said, None)
+    # the prompt went through the model once for its three completions
+    stats = engine.last_score_stats
+    assert stats.prompts == 3 and stats.truncated == 0 and stats.seconds > 0
+    fed = len(engine.encode(prompt, 10**6)[0])
+    fed += sum(len(engine.completion_ids(c)) for c in (SAID, UNSAID, NO_FINDING_ANSWER))
+    assert stats.prompt_tokens == fed
+
+
+def test_batched_scores_equal_one_at_a_time_in_input_order(sayer: tuple[Engine, str]) -> None:
+    engine, prompt = sayer
+    other = engine.renderer.task("critique", ORIGINAL=code(7))  # longer: padded batches
+    # two prompts in one batch, continued from their cache in rounds (three and two
+    # completions: the shorter one is padded in the third round)
+    pairs = [
+        (prompt, SAID),
+        (other, SAID),
+        (prompt, UNSAID),
+        (other, "Add a docstring."),
+        (prompt, NO_FINDING_ANSWER),
+    ]
+    batched = engine.score([p for p, _ in pairs], [c for _, c in pairs])
+    single = [engine.score([p], [c])[0] for p, c in pairs]
+    assert batched == pytest.approx(single, abs=1e-3)
+    assert batched[0] > batched[1]  # the same words, but only the first prompt taught them
+    assert engine.score([], []) == []
+
+
+def test_score_fits_the_context_and_refuses_bad_input(sayer: tuple[Engine, str]) -> None:
+    engine, prompt = sayer
+    long_prompt = engine.renderer.task("critique", ORIGINAL=code(200))
+    long_completion = " ".join(["word"] * 400)
+    (short,) = engine.score([long_prompt], [SAID])
+    assert engine.last_score_stats.truncated == 1
+    assert engine.last_score_stats.prompt_tokens <= engine.context_length
+    (cut,) = engine.score([prompt], [long_completion])  # its tail is cut to fit
+    assert engine.last_score_stats.prompt_tokens <= engine.context_length
+    assert short <= 0 and cut <= 0
+    with pytest.raises(ValueError, match="2 prompts but 1 completions"):
+        engine.score([prompt, prompt], [SAID])
+    with pytest.raises(ValueError, match="empty completion"):
+        engine.score([prompt], [""])
+
+
+def test_score_past_the_deadline_raises(sayer: tuple[Engine, str]) -> None:
+    engine, prompt = sayer
+    now = [0.0]
+    deadline = Deadline(1, lambda: now[0])
+    now[0] = 2.0
+    with job_deadline(deadline), pytest.raises(DeadlineExceeded) as e:
+        engine.score([prompt], [SAID])
+    assert e.value.stage == "scoring"
+    with job_deadline(Deadline(3600, lambda: 0.0)):
+        assert engine.score([prompt], [SAID]) == engine.score([prompt], [SAID])
+
+
+def test_score_runs_with_the_engines_adapter(
+    tiny4: Engine, tiny_model_dir: Path, tiny_adapter_dir: Path
+) -> None:
+    adapted = load_tiny(tiny_model_dir, adapter=str(tiny_adapter_dir), quantize="4bit")
+    prompt = prompts(tiny4)[0]
+    assert adapted.score([prompt], [UNSAID]) != pytest.approx(tiny4.score([prompt], [UNSAID]))

@@ -16,7 +16,7 @@ import pytest
 from conftest import DATA
 
 from finetune.comments import apply_replacement, infer_start, split_suggestion, strip_markers
-from finetune.examples import Example, read_examples, write_examples
+from finetune.examples import Example, ExampleError, read_examples, write_examples
 from finetune.sources import (
     SourceError,
     detect_format,
@@ -422,3 +422,97 @@ def test_splitting_a_hostile_comment_takes_linear_time(comment: str) -> None:
     parts = split_suggestion(comment)
     assert time.perf_counter() - started < 2.0
     assert (parts.suggestion is None) == comment.startswith("```")
+
+
+# --------------------------------------------------------------------------- the layout
+
+#: A review comment on a complete hunk of app/store.py, with a suggestion on line 11.
+LAYOUT_HUNK = (
+    "@@ -10,3 +10,4 @@ class Store:\n def put(self, key, value):\n"
+    "-    self.items[key] = value\n+    self.items[key] = value\n+    self.log.append(key)\n"
+    "     return value"
+)
+LAYOUT_RECORD = {
+    "code": LAYOUT_HUNK,
+    "comment": "Appending every key grows without bound.\n```suggestion\n"
+    "    self.log = self.log[-100:] + [key]\n```",
+    "line_number": 12,
+    "file_path": "app/store.py",
+}
+
+
+def test_training_and_serving_render_the_same_original_for_the_same_hunk(tmp_path: Path) -> None:
+    from reviewbot.review.diffplan import plan_diff
+    from reviewbot.review.findings import Finding
+    from reviewbot.review.pipeline import critique_prompts, revise_prompts
+
+    critique, revise = load_examples(write_jsonl(tmp_path / "rc.jsonl", [LAYOUT_RECORD]))
+    diff = "diff --git a/app/store.py b/app/store.py\n--- a/app/store.py\n+++ b/app/store.py\n"
+    (unit,) = plan_diff(diff + LAYOUT_HUNK + "\n").units  # the unit serving reviews
+    renderer = Renderer("alpaca")
+    assert critique.prompt(renderer) == critique_prompts([unit], renderer)[0]
+    served = revise_prompts([Finding(unit, revise.fields["CRITIQUE"])], renderer)[0]
+    assert revise.prompt(renderer) == served
+    assert critique.original() == (
+        "FILE: app/store.py (Python)\n"
+        'CHANGED: lines starting with "+"\n'
+        " def put(self, key, value):\n"
+        "+    self.items[key] = value\n"
+        "+    self.log.append(key)\n"
+        "     return value"
+    )
+    assert revise.original() == "FILE: app/store.py (Python)\n" + unit.original
+    # the fields keep the plain code (evaluation maps revisions onto it)
+    assert critique.fields["ORIGINAL"] == unit.original
+    # written and read back, an example renders the same prompt
+    write_examples([critique, revise], tmp_path / "ex.jsonl")
+    again = list(read_examples(tmp_path / "ex.jsonl"))
+    assert [e.prompt(renderer) for e in again] == [critique.prompt(renderer), served]
+
+
+def test_codereviewer_examples_carry_the_language_and_the_changed_lines(tmp_path: Path) -> None:
+    record = {
+        "patch": "@@ -1,4 +1,4 @@\n import os\n \n-def f():\n+def f(x):\n     pass",
+        "msg": "Document the new parameter.",
+        "lang": "py",
+    }
+    (example,) = load_examples(write_jsonl(tmp_path / "cr.jsonl", [record]))
+    assert example.original() == (
+        'LANGUAGE: Python\nCHANGED: lines starting with "+"\n import os\n \n+def f(x):\n     pass'
+    )
+    refinement = {
+        "old": " a = 2\n+b = a",
+        "new": " A = 2\n+b = A",
+        "comment": "Caps.",
+        "lang": "go",
+    }
+    critique, revise = load_examples(write_jsonl(tmp_path / "ref.jsonl", [refinement]))
+    assert critique.original() == 'LANGUAGE: Go\nCHANGED: lines starting with "+"\n a = 2\n+b = a'
+    assert revise.original() == "LANGUAGE: Go\na = 2\nb = a"
+
+
+def test_examples_without_context_render_the_code_alone_and_bad_contexts_are_errors() -> None:
+    plain = Example("critique", {"ORIGINAL": "x = 1"}, "Name it.")
+    assert plain.original() == "x = 1"
+    assert plain.prompt(Renderer("alpaca")) == Renderer("alpaca").task("critique", ORIGINAL="x = 1")
+    # an older examples file (no context) reads as it always did, with the same key
+    assert (
+        Example.from_json(
+            {"task": "critique", "fields": {"ORIGINAL": "x = 1"}, "target": "Name it."}
+        ).key
+        == plain.key
+    )
+    with_context = Example("critique", {"ORIGINAL": "x = 1"}, "Name it.", context={"path": "a.py"})
+    assert with_context.key != plain.key
+    for bad, message in (
+        ({"path": 3}, "context path must be a string"),
+        ({"start_line": 0}, "start_line must be a positive integer"),
+        ({"changed": ["1"]}, "changed must be a list of line numbers"),
+        ({"side": "UP"}, "side must be RIGHT or LEFT"),
+        ({"lines": 1}, "unknown context key"),
+        (["path"], "context must be an object"),
+    ):
+        with pytest.raises(ExampleError, match=message):
+            Example.from_json(
+                {"task": "critique", "fields": {"ORIGINAL": "x"}, "target": "t", "context": bad}
+            )

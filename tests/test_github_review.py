@@ -197,7 +197,7 @@ def test_summary_and_counts_in_the_body() -> None:
     )
     assert payload is not None
     assert "### Summary\n\n- `src/app.py` line 3: unused variable" in payload.body
-    assert "1 critique dropped by noise control" in payload.body
+    assert "of the diff. Not posted: no finding (1).\n" in payload.body
     assert payload.body.startswith(f"## reviewbot review · `{SHA[:7]}`")
 
 

@@ -33,6 +33,7 @@ from tinymodel import overfit_tiny_model
 
 from reviewbot.github.markers import parse_markers
 from reviewbot.review.diffplan import plan_diff
+from reviewbot.review.pipeline import critique_prompts
 from reviewbot.review.prompts import Renderer
 
 HEAD = "e" * 40
@@ -57,7 +58,7 @@ def hostile_model(tiny_model_dir: Path, tmp_path_factory) -> Path:
     """A tiny model that answers the unit's critique prompt (rendered as the worker
     renders it) with CRITIQUE."""
     (unit,) = plan_diff(DIFF).units
-    prompt = Renderer("alpaca").task("critique", ORIGINAL=unit.original)
+    (prompt,) = critique_prompts([unit], Renderer("alpaca"))
     return overfit_tiny_model(
         tiny_model_dir, tmp_path_factory.mktemp("hostile"), [(prompt, CRITIQUE)]
     )

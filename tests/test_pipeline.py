@@ -2,8 +2,9 @@
 
 import pytest
 
-from reviewbot.review.pipeline import review_plan
-from reviewbot.review.prompts import Renderer, render_task
+from reviewbot.review.findings import Finding
+from reviewbot.review.pipeline import critique_prompts, review_plan, revise_prompts
+from reviewbot.review.prompts import Renderer, render_task, unit_original
 from reviewbot.review.units import Plan, ReviewUnit, Skipped
 from reviewbot.settings.defaults import ReviewOptions
 
@@ -33,7 +34,7 @@ REVISIONS = {
         "self.items = items", "self.items = {} if items is None else items"
     )
     + "\n```",
-    QUERY: "Use an ORM instead.",  # not code that maps onto the unit
+    QUERY: "Use an ORM instead.",  # prose, not code: dropped (counted)
 }
 
 
@@ -49,11 +50,12 @@ class ScriptedModel:
         return [self.answer(p) for p in prompts]
 
     def answer(self, prompt):
-        for code, critique in CRITIQUES.items():
-            if prompt == self.renderer.task("critique", ORIGINAL=code):
+        for unit in PLAN.units:
+            critique = CRITIQUES[unit.original]
+            if prompt == critique_prompts([unit], self.renderer)[0]:
                 return critique
-            if prompt == self.renderer.task("revise", ORIGINAL=code, CRITIQUE=critique):
-                return REVISIONS[code]
+            if prompt == revise_prompts([Finding(unit, critique)], self.renderer)[0]:
+                return REVISIONS[unit.original]
         if "Please summarise" in prompt:
             return "The constructor shared one dict between all caches."
         raise AssertionError(f"unexpected prompt: {prompt[:200]}")
@@ -69,7 +71,7 @@ def test_critique_only_review_anchors_on_added_lines_and_drops_noise():
     review, model = run(ReviewOptions())
     assert len(model.prompts) == 1  # one batched call for all critiques
     assert model.prompts[0] == [
-        Renderer().task("critique", ORIGINAL=u.original) for u in PLAN.units
+        Renderer().task("critique", ORIGINAL=unit_original(u, marked=True)) for u in PLAN.units
     ]
     assert [(c.path, c.start_line, c.line, c.side) for c in review.comments] == [
         ("app/cache.py", 5, 7, "RIGHT"),
@@ -87,7 +89,9 @@ def test_revise_maps_suggestions_onto_exactly_the_changed_lines():
     assert len(model.prompts) == 2
     # revise prompts carry the critique as COMMENT, through the same renderer
     assert model.prompts[1][0] == Renderer().wrap(
-        render_task("revise", ORIGINAL=CACHE, CRITIQUE=CRITIQUES[CACHE])
+        render_task(
+            "revise", ORIGINAL="FILE: app/cache.py (Python)\n" + CACHE, CRITIQUE=CRITIQUES[CACHE]
+        )
     )
     cache, query = review.comments
     assert (cache.start_line, cache.line) == (5, 7)
@@ -96,19 +100,24 @@ def test_revise_maps_suggestions_onto_exactly_the_changed_lines():
         "        self.items = {} if items is None else items"
     )
     assert "```suggestion\n" + cache.suggestion + "\n```" in cache.body
-    # an unmappable revision is a plain code block, never a suggestion
+    # a revision in prose is no revision: the critique alone, the drop counted
     assert query.suggestion is None
-    assert "```suggestion" not in query.body
-    assert "Use an ORM instead." in query.body
+    assert query.body == CRITIQUES[QUERY]
+    assert [(d.path, d.reason) for d in review.dropped] == [
+        ("README.md", "no finding"),
+        ("app/users.py", "revision not code"),
+    ]
     assert len({cache.fingerprint, query.fingerprint}) == 2
 
 
 def test_summary_runs_summarise_over_revised_units():
     review, model = run(ReviewOptions(summary=True))
     summarise_prompts = model.prompts[2]
-    assert len(summarise_prompts) == 2
+    assert len(summarise_prompts) == 1  # the prose "revision" of the query is no revision
     revised = REVISIONS[CACHE].split("\n", 1)[1].rsplit("\n", 1)[0]
-    assert summarise_prompts[0] == Renderer().task("summarise", ORIGINAL=CACHE, REVISED=revised)
+    assert summarise_prompts[0] == Renderer().task(
+        "summarise", ORIGINAL="FILE: app/cache.py (Python)\n" + CACHE, REVISED=revised
+    )
     assert review.summary.startswith("- `app/cache.py` lines 4–7: The constructor shared one dict")
     assert all(c.suggestion is None for c in review.comments)  # summary alone posts no suggestion
 
@@ -153,7 +162,15 @@ def test_empty_plan_calls_no_model():
 def test_json_shape():
     review, _ = run(ReviewOptions(revise=True))
     doc = review.to_json()
-    assert set(doc) == {"units", "comments", "summary", "skipped"}
+    assert set(doc) == {"units", "comments", "summary", "skipped", "statistics"}
     assert set(doc["units"][0]) == {"path", "start_line", "end_line", "original"}
-    assert set(doc["comments"][0]) == {"path", "start_line", "line", "side", "body", "suggestion"}
+    assert set(doc["comments"][0]) == {
+        "path",
+        "start_line",
+        "line",
+        "side",
+        "body",
+        "suggestion",
+        "confidence",
+    }
     assert doc["skipped"] == [{"path": "poetry.lock", "reason": "lockfile"}]

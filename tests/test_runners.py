@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import pytest
 from memory_github import BOT, PORT_METHODS, InMemoryGitHub, ScriptedModel, section, task_of
+from syntax_cases import LANGUAGES, applied, new_file_diff
 
 from reviewbot.github.errors import GitHubError, TransientGitHubError
 from reviewbot.github.markers import (
@@ -308,7 +309,8 @@ def test_an_incremental_review_after_an_unreviewed_head_reviews_everything_once(
 def test_an_incremental_review_with_only_known_findings_posts_nothing(gh, model) -> None:
     gh.update_pull(REPO, NUMBER, head_sha=OLD, diff=CACHE_DIFF)
     assert run_review_job(review_job(head=OLD), gh, model.engines).status == "posted"
-    touched = CACHE_DIFF.replace("= value\n", "= value  # cached\n")
+    # the push only re-spaces a line: the same finding on the same code (whitespace aside)
+    touched = CACHE_DIFF.replace("= value\n", "=  value\n")
     gh.update_pull(REPO, NUMBER, head_sha=HEAD, diff=touched)
     gh.add_compare(
         REPO,
@@ -317,7 +319,7 @@ def test_an_incremental_review_with_only_known_findings_posts_nothing(gh, model)
         "diff --git a/app/cache.py b/app/cache.py\nindex e5e141b..f00ba47 100644\n"
         "--- a/app/cache.py\n+++ b/app/cache.py\n@@ -6,2 +6,2 @@ class Cache:\n"
         "     def put(self, key, value):\n-        self.items[key] = value\n"
-        "+        self.items[key] = value  # cached\n",
+        "+        self.items[key] =  value\n",
     )
     model.prompts.clear()
 
@@ -691,7 +693,8 @@ def test_revise_in_a_thread_replies_with_a_suggestion_on_the_threads_lines(gh, m
     assert f"```suggestion\n{CACHE_REVISION}\n```" in reply.body
     assert gh.comment(REPO, NUMBER, reply.id).in_reply_to == root.id
     (prompt,) = model.prompts_for("revise")
-    assert section(prompt, "ORIGINAL") == "\n".join(CACHE_AT_HEAD.split("\n")[1:7])
+    lines = "\n".join(CACHE_AT_HEAD.split("\n")[1:7])
+    assert section(prompt, "ORIGINAL") == "FILE: app/cache.py (Python)\n" + lines
     assert MUTABLE in prompt and "default to None" in section(prompt, "COMMENT")
     assert reactions(gh, job) == {"rocket"}
 
@@ -1133,3 +1136,173 @@ def test_a_summary_marker_someone_else_wrote_does_not_stop_a_summary(gh, model) 
     gh.add_issue_comment(REPO, NUMBER, f"<!-- reviewbot:summary:{HEAD}:abcdef123456 -->", READER)
     assert run_command_job(command(gh, "/summary"), gh, model.engines).status == "answered"
     assert model.prompts
+
+
+# --- suggestions must parse; fingerprints name the code ------------------------------------
+
+REVISE_CONFIG = 'revise = true\nprofile = "assertive"\n'
+LOOP_CRITIQUE = "Accumulating into a narrow counter can overflow on long inputs here."
+#: CACHE_REVISION with the body of ``__init__`` no longer indented under it.
+BROKEN_CACHE_REVISION = CACHE_REVISION.replace("\n        self.", "\n    self.", 2)
+
+
+def revising(revision: str, critique: str = LOOP_CRITIQUE) -> ScriptedModel:
+    """A model critiquing every unit with ``critique`` and revising it into ``revision``."""
+    answers = {"critique": critique, "revise": f"```\n{revision}\n```"}
+    return ScriptedModel(lambda p: answers.get(task_of(p), "The counter overflowed."))
+
+
+@pytest.mark.parametrize("parses", [True, False], ids=["parses", "breaks"])
+@pytest.mark.parametrize("path", list(LANGUAGES))
+def test_a_suggestion_is_committable_only_if_the_file_at_the_head_still_parses(
+    gh, path, parses
+) -> None:
+    text, _, good, bad = LANGUAGES[path]
+    gh.update_pull(REPO, NUMBER, diff=new_file_diff(path))
+    gh.add_file(REPO, HEAD, path, text)
+    gh.set_config(REPO, REVISE_CONFIG)
+    model = revising(applied(path, good if parses else bad))
+
+    assert run_review_job(review_job(), gh, model.engines).status == "posted"
+
+    (review,) = gh.reviews
+    (comment,) = review.comments
+    assert gh.calls.count("file_text") == 1
+    if parses:
+        assert "```suggestion\n" in comment.body
+        assert "Suggestions: 1 committable (1 parsed with the file at the head)." in review.body
+    else:
+        assert "```suggestion" not in comment.body
+        assert "Proposed revision (it does not parse: applied to the file at the head" in (
+            comment.body
+        )
+        assert comment.body.count(bad) == 1
+        assert (
+            "Suggestions: 0 committable, 1 does not parse (1 parsed with the file at the head)."
+        ) in review.body
+
+
+def test_a_file_github_will_not_give_is_parsed_hunk_only_and_said_so(gh) -> None:
+    gh.set_config(REPO, REVISE_CONFIG)
+    gh.fail("file_text", GitHubError("GET /contents/app/cache.py: 403 too large", 403))
+    model = revising(BROKEN_CACHE_REVISION, MUTABLE)
+
+    assert run_review_job(review_job(), gh, model.engines).status == "posted"
+
+    (review,) = gh.reviews
+    cache = next(c for c in review.comments if c.path == "app/cache.py")
+    assert "```suggestion" not in cache.body
+    assert "it does not parse: applied to the changed lines" in cache.body
+    assert "1 does not parse (1 parsed with the changed lines only)" in review.body
+
+
+def test_a_transient_error_reading_the_file_leaves_the_job_to_the_retry(gh) -> None:
+    gh.set_config(REPO, REVISE_CONFIG)
+    gh.fail("file_text", TransientGitHubError("GET /contents: 502", 502))
+    model = revising(CACHE_REVISION, MUTABLE)
+
+    with pytest.raises(TransientGitHubError):
+        run_review_job(review_job(), gh, model.engines)
+
+    assert gh.reviews == []
+    assert run_review_job(review_job(), gh, model.engines).status == "posted"
+    (review,) = gh.reviews
+    assert "```suggestion\n    def __init__(self, ttl, items=None):" in review.comments[0].body
+
+
+def test_revise_in_a_thread_never_suggests_code_that_does_not_parse(gh, model) -> None:
+    run_review_job(review_job(), gh, model.engines)
+    root = gh.reviews[0].comments[0]
+    job = command(gh, "/revise default to None", thread=root.id)
+    broken = revising(BROKEN_CACHE_REVISION)
+
+    assert run_command_job(job, gh, broken.engines).status == "answered"
+
+    (reply,) = gh.replies
+    assert "```suggestion" not in reply.body
+    assert reply.body.startswith(
+        "Proposed revision (it does not parse: applied to the file at the head"
+    )
+    assert BROKEN_CACHE_REVISION in reply.body
+
+
+def test_revise_in_a_thread_drops_it_when_the_repository_says_drop(gh, model) -> None:
+    run_review_job(review_job(), gh, model.engines)
+    gh.set_config(REPO, 'unparsable_suggestions = "drop"\n')
+    root = gh.reviews[0].comments[0]
+    job = command(gh, "/revise default to None", thread=root.id)
+
+    assert run_command_job(job, gh, revising(BROKEN_CACHE_REVISION).engines).status == "answered"
+
+    (reply,) = gh.replies
+    assert "does not parse" in reply.body and BROKEN_CACHE_REVISION not in reply.body
+
+
+def test_revise_in_the_conversation_never_suggests_code_that_does_not_parse(gh, model) -> None:
+    run_review_job(review_job(), gh, model.engines)
+    job = command(gh, "/revise")
+
+    assert run_command_job(job, gh, revising(BROKEN_CACHE_REVISION).engines).status == "posted"
+
+    revised = gh.reviews[-1]
+    assert all("```suggestion" not in c.body for c in revised.comments)
+    cache = next(c for c in revised.comments if c.path == "app/cache.py")
+    assert "it does not parse: applied to the file at the head" in cache.body
+    assert "1 does not parse (1 parsed with the file at the head)" in revised.body
+
+
+def test_revise_in_the_conversation_drops_a_prose_revision_and_counts_it(gh, model) -> None:
+    run_review_job(review_job(), gh, model.engines)
+    prose = revising("You should use None as the default value and build the dict inside.")
+
+    assert run_command_job(command(gh, "/revise"), gh, prose.engines).status == "posted"
+
+    revised = gh.reviews[-1]
+    assert revised.comments == []
+    assert "Not posted: revision not code (2)." in revised.body
+
+
+#: The PR at HEAD: CACHE_DIFF plus a new hunk further down the same file, which the
+#: model critiques with the same words (a mutable default again).
+CACHE_DIFF_TWO_HUNKS = CACHE_DIFF + (
+    "@@ -30,2 +33,5 @@ class Cache:\n"
+    "     def size(self):\n"
+    "         return len(self.items)\n"
+    "+\n"
+    "+    def reset(self, items={}):\n"
+    "+        self.items = items\n"
+)
+
+
+def test_the_same_critique_on_a_new_hunk_of_the_same_file_is_its_own_finding(gh, model) -> None:
+    gh.update_pull(REPO, NUMBER, head_sha=OLD, diff=CACHE_DIFF)
+    assert run_review_job(review_job(head=OLD), gh, model.engines).status == "posted"
+    gh.update_pull(REPO, NUMBER, head_sha=HEAD, diff=CACHE_DIFF_TWO_HUNKS)
+    gh.add_compare(
+        REPO,
+        OLD,
+        HEAD,
+        "diff --git a/app/cache.py b/app/cache.py\nindex e5e141b..f00ba47 100644\n"
+        "--- a/app/cache.py\n+++ b/app/cache.py\n@@ -34,0 +35,3 @@\n"
+        "+\n+    def reset(self, items={}):\n+        self.items = items\n",
+    )
+
+    out = run_review_job(review_job("incremental", before=OLD), gh, model.engines)
+
+    assert out.status == "posted"
+    second = gh.reviews[-1]
+    assert anchors(second) == [("app/cache.py", 35, 37)]
+    assert second.comments[0].body.startswith(MUTABLE)
+
+
+def test_the_same_finding_on_the_same_code_after_a_rebase_is_not_posted_again(gh, model) -> None:
+    gh.update_pull(REPO, NUMBER, head_sha=OLD, diff=CACHE_DIFF)
+    assert run_review_job(review_job(head=OLD), gh, model.engines).status == "posted"
+    # rebased onto a base that gained three lines above: same code, lines moved
+    rebased = CACHE_DIFF.replace("@@ -1,4 +1,7 @@", "@@ -4,4 +4,7 @@")
+    gh.update_pull(REPO, NUMBER, head_sha=HEAD, diff=rebased)
+
+    out = run_review_job(review_job(head=HEAD), gh, model.engines)
+
+    assert out == Outcome("nothing-new")
+    assert len(gh.reviews) == 1

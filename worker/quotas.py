@@ -62,7 +62,7 @@ def release(settings: Settings, job: Job) -> None:
 
 
 class MeteredModel:
-    """A model whose generate calls charge their prompt tokens to an installation."""
+    """A model whose generate and score calls charge their prompt tokens to an installation."""
 
     def __init__(self, model: Any, tokens: TokenBudget, installation_id: int) -> None:
         self.model = model
@@ -74,6 +74,19 @@ class MeteredModel:
         out = self.model.generate(prompts)
         stats = getattr(self.model, "last_stats", None)
         used = stats.prompt_tokens if stats is not None else sum(len(p) // 4 for p in prompts)
+        total = self.tokens.charge(self.installation_id, used)
+        log.debug("installation %d: %d prompt tokens this window", self.installation_id, total)
+        return out
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        """Score through the model; every token fed (prompt and completion) is charged."""
+        out = self.model.score(prompts, completions)
+        stats = getattr(self.model, "last_score_stats", None)
+        used = (
+            stats.prompt_tokens
+            if stats is not None
+            else sum((len(p) + len(c)) // 4 for p, c in zip(prompts, completions, strict=True))
+        )
         total = self.tokens.charge(self.installation_id, used)
         log.debug("installation %d: %d prompt tokens this window", self.installation_id, total)
         return out

@@ -102,6 +102,7 @@ def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
                 engines,
                 review_drafts=runtime.settings().review_drafts,
                 locks=runtime.pull_locks(),
+                changed_lines=settings.changed_lines,
             )
     except TransientGitHubError as e:
         if attempt >= limit:

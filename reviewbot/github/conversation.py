@@ -11,6 +11,7 @@ config summary cannot mention anyone, carry a marker or a suggestion of their ow
 from __future__ import annotations
 
 import bisect
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,14 +20,19 @@ from reviewbot.github.markers import strip_markers
 from reviewbot.jobs.commands import COMMANDS, CommandError, parse_command
 from reviewbot.review.markdown import code_block, code_span, inert, readable
 from reviewbot.review.noise import clean_completion
-from reviewbot.review.pipeline import PROPOSED, PROPOSED_UNPOSTABLE
-from reviewbot.review.prompts import Renderer, Turn, format_spec, render_task
+from reviewbot.review.pipeline import PROPOSED, PROPOSED_UNPOSTABLE, UNPARSABLE
+from reviewbot.review.prompts import Renderer, Turn, format_spec, render_task, with_language
 from reviewbot.review.suggestions import (
+    REVISION_EMPTY,
+    REVISION_NOT_CODE,
+    REVISION_UNCHANGED,
     Suggestion,
     apply_suggestion,
+    check_suggestion,
     extract_code,
     map_revision,
     postable,
+    revision_problem,
     suggestion_block,
 )
 from reviewbot.review.units import ReviewUnit
@@ -37,10 +43,12 @@ from reviewbot.settings.defaults import (
     REPLY_MAX_CHARS,
 )
 
+log = logging.getLogger(__name__)
+
 _SUGGESTION_OPENER = re.compile(r"(`{3,}|~{3,})suggestion")
 _FENCE_LINE = re.compile(r"`{3,}|~{3,}")
 #: Where the parts after a finding's critique start (see reviewbot.review.pipeline).
-_TAILS = (PROPOSED, PROPOSED_UNPOSTABLE, "Also applies to: ")
+_TAILS = (PROPOSED, PROPOSED_UNPOSTABLE, *UNPARSABLE.values(), "Also applies to: ")
 _ASSISTANT = re.compile(r"\A\s*(?:Assistant|AI|Answer)\s*:\s*", re.I)
 
 
@@ -152,12 +160,17 @@ def _merge(turns: list[Turn]) -> list[Turn]:
     return merged
 
 
-def ask_turns(code: str, history: Sequence[ThreadComment], question: str) -> list[Turn]:
+def ask_turns(
+    code: str, history: Sequence[ThreadComment], question: str, language: str = ""
+) -> list[Turn]:
     """The /ask dialogue: the code, earlier turns (the bot's as Assistant), the question.
 
-    The first Human turn carries the code: the seed critique task when the
-    history opens with reviewbot's own finding (which answers exactly that
-    task), else the ``ask`` template with the first human question.
+    The first Human turn carries the code (in a review thread, the thread's hunk in
+    the ORIGINAL layout, :func:`reviewbot.review.prompts.hunk_original`): the seed
+    critique task when the history opens with reviewbot's own finding (which answers
+    exactly that task), else the ``ask`` template with the first human question. With
+    a ``language`` (the repository's ``response_language``), the last turn, the one
+    the model answers, ends with the ``language`` instruction.
     """
     turns = [
         Turn("assistant" if c.by_bot else "user", text)
@@ -170,6 +183,7 @@ def ask_turns(code: str, history: Sequence[ThreadComment], question: str) -> lis
         turns.insert(0, Turn("user", render_task("critique", ORIGINAL=code)))
     else:
         turns[0] = Turn("user", render_task("ask", CODE=code, QUESTION=turns[0].text))
+    turns[-1] = Turn("user", with_language(turns[-1].text, language))
     return turns
 
 
@@ -221,18 +235,60 @@ def thread_suggestion(unit: ReviewUnit, revised: str, min_similarity: float) -> 
     return s if applied == revised.split("\n") else None
 
 
-def revision_reply(unit: ReviewUnit, completion: str, min_similarity: float) -> str:
-    """The /revise answer in a thread: a committable suggestion, else a plain code block."""
+#: The /revise answers in a thread when the model's revision is no revision.
+REVISION_REPLIES = {
+    REVISION_UNCHANGED: "The revision leaves these lines unchanged: nothing to suggest.",
+    REVISION_NOT_CODE: (
+        "The model answered in prose, not with code: nothing to suggest. "
+        "Try again with instructions."
+    ),
+}
+#: Where a suggestion that does not parse was parsed, as a reply says it.
+_PARSED_WITH = {"file": "applied to the file at the head", "hunk": "applied to these lines"}
+
+
+def revision_reply(
+    unit: ReviewUnit,
+    completion: str,
+    min_similarity: float,
+    *,
+    file_text: str | None = None,
+    unparsable: str = "plain",
+    critique: str = "",
+) -> str:
+    """The /revise answer in a thread: a committable suggestion, else a plain code block.
+
+    The same rules as a review's (:func:`reviewbot.review.pipeline.attach_revision`): a
+    revision that is empty (an error), prose or the lines again is no suggestion; a
+    suggestion is parsed with ``file_text`` (the file at the head; without it, with the
+    thread's lines), and one that introduces a syntax error is shown as plain code
+    marked "does not parse", or only named (``unparsable = "drop"``).
+    """
     revised = extract_code(completion)
-    if not revised.strip():
+    problem = revision_problem(unit.original, revised, critique)
+    if problem == REVISION_EMPTY:
         raise CommandError("the model produced no revision; try again with instructions")
-    if [x.rstrip() for x in revised.split("\n")] == [x.rstrip() for x in unit.lines]:
-        return "The revision leaves these lines unchanged: nothing to suggest."
+    if problem is not None:
+        log.info("%s:%d: /revise: %s", unit.path, unit.start_line, problem)
+        return REVISION_REPLIES[problem]
     s = thread_suggestion(unit, revised, min_similarity)
     if s is None:
         return (
             "Proposed revision (it does not map onto the lines of this thread, so it "
             "cannot be committed as a suggestion):\n\n" + code_block(revised)
+        )
+    check = check_suggestion(unit, s, file_text)
+    if not check.parses:
+        where = _PARSED_WITH[check.against]
+        log.info("%s:%d: /revise: the suggestion does not parse", unit.path, unit.start_line)
+        if unparsable == "drop":
+            return (
+                f"The model's revision does not parse ({where}, it introduces a syntax "
+                "error), so it is not offered. Try again with instructions."
+            )
+        return (
+            f"Proposed revision (it does not parse: {where}, it introduces a syntax "
+            "error, so it cannot be committed as a suggestion):\n\n" + code_block(revised)
         )
     if not postable(s):
         return (

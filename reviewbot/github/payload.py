@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from reviewbot.github.markers import finding_marker, reply_marker, review_fingerprint, review_marker
 from reviewbot.jobs.job import REQUESTED_REVIEW_KINDS, REVIEW_TITLES
-from reviewbot.review.findings import Comment, Review
+from reviewbot.review.findings import Comment, Review, Statistics
 from reviewbot.review.hunks import Hunk, HunkError, parse_patch
 from reviewbot.review.markdown import code_span, inert
 from reviewbot.review.units import Skipped
@@ -67,7 +67,8 @@ class ReviewPayload:
     summary: str | None = None
     skipped: tuple[Skipped, ...] = ()
     units: int = 0
-    dropped: int = 0
+    statistics: Statistics = field(default_factory=Statistics)
+    """The review's counts (what was not posted, the suggestions' parse checks)."""
     already_posted: int = 0
     event: str = "COMMENT"
     reply_to: int | None = None
@@ -177,7 +178,7 @@ def build_review_payload(
         summary=review.summary,
         skipped=review.skipped,
         units=len(review.units),
-        dropped=len(review.dropped),
+        statistics=review.statistics,
         already_posted=already,
         reply_to=reply_to,
     )
@@ -336,8 +337,7 @@ def counts_line(payload: ReviewPayload, in_body_shown: int) -> str:
         parts.append(
             f"{plural(payload.already_posted, 'finding')} already posted earlier and not repeated."
         )
-    if payload.dropped:
-        parts.append(f"{plural(payload.dropped, 'critique')} dropped by noise control.")
+    parts += payload.statistics.sentences()
     return " ".join(parts)
 
 
@@ -385,6 +385,7 @@ def _render_body(payload: ReviewPayload) -> tuple[str, tuple[str, ...]]:
     if payload.reply_to is not None:
         markers += "\n" + reply_marker(payload.reply_to)
     fixed = len(title) + len(summary) + len(skipped) + len(markers) + _ITEM_RESERVE
+    fixed += len(" ".join(payload.statistics.sentences()))
     items, shown = _items_markdown(payload.in_body, max(0, REVIEW_BODY_MAX_CHARS - fixed))
     findings = f"### Findings not posted inline\n\n{items}" if items else ""
     sections = [title, summary, counts_line(payload, len(shown)), findings, skipped]

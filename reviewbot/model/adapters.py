@@ -22,7 +22,12 @@ from reviewbot.model.loading import (
     read_metadata,
     resolve_model,
 )
-from reviewbot.review.prompts import Renderer, neutralise, template_fingerprint
+from reviewbot.review.prompts import (
+    ORIGINAL_LAYOUT,
+    Renderer,
+    neutralise,
+    template_fingerprint,
+)
 from reviewbot.settings.defaults import DEMO_MODEL, PROMPT_FORMATS, SEED_PROMPT_FORMAT
 
 log = logging.getLogger(__name__)
@@ -246,7 +251,23 @@ def _check_neutralised(tokenizer: Any, specials: tuple[str, ...]) -> None:
             )
 
 
+def original_layout(meta: dict[str, Any]) -> int | None:
+    """The ORIGINAL layout an adapter was trained on (:data:`ORIGINAL_LAYOUT` is today's):
+    the one its metadata records; 0 (the plain code, before layouts) for an adapter of
+    reviewbot's whose templates differ from today's and that records none; None when
+    unknown (metadata without a template fingerprint: not trained by reviewbot)."""
+    recorded = meta.get("original_layout")
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        return recorded
+    fingerprint = meta.get("template_fingerprint")
+    if not fingerprint:
+        return None
+    return ORIGINAL_LAYOUT if fingerprint == template_fingerprint() else 0
+
+
 def warn_on_template_change(adapter: str, meta: dict[str, Any]) -> None:
+    """Log a warning when ``adapter`` was trained on other prompts than those rendered now:
+    other templates, or another layout of ORIGINAL (:func:`original_layout`)."""
     recorded = meta.get("template_fingerprint")
     if recorded and recorded != template_fingerprint():
         log.warning(
@@ -254,4 +275,14 @@ def warn_on_template_change(adapter: str, meta: dict[str, Any]) -> None:
             adapter,
             recorded,
             template_fingerprint(),
+        )
+    layout = original_layout(meta)
+    if layout is not None and layout != ORIGINAL_LAYOUT:
+        trained = "the plain code (layout 0)" if layout == 0 else f"layout {layout}"
+        log.warning(
+            "adapter %s was trained with ORIGINAL as %s; reviewbot now renders layout %d "
+            "(file path, language, changed lines): retrain it on data rendered today",
+            adapter,
+            trained,
+            ORIGINAL_LAYOUT,
         )

@@ -4,11 +4,14 @@
 prompt renderer of its format; ``generate`` turns prompts into completions. Inside
 a job (:func:`reviewbot.jobs.deadline.job_deadline`) generation stops at the job's
 deadline, mid-batch, and raises :class:`~reviewbot.jobs.deadline.DeadlineExceeded`
-instead of returning cut-off completions.
+instead of returning cut-off completions. ``score`` is the teacher-forced reverse:
+how likely the model finds given completions of given prompts (the confidence of a
+finding, :mod:`reviewbot.review.confidence`), under the same context and deadline.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -117,6 +120,9 @@ class Engine:
         self.eos_token_ids = _eos_ids(model, tokenizer)
         self.pad_token_id = int(tokenizer.pad_token_id)
         self.last_stats = GenerationStats()
+        self.last_score_stats = GenerationStats()
+        """What the last ``score`` call did (``prompt_tokens``: prompt and completion
+        tokens fed, as all of them go through the model)."""
         # Engines sharing one base model (SharedBase) share its lock; ``select``
         # activates this engine's adapter for the duration of one generate call.
         self._lock = lock or threading.RLock()
@@ -252,6 +258,122 @@ class Engine:
             truncated=sum(cut for _, cut in encoded),
         )
         return outputs
+
+    def completion_ids(self, completion: str) -> list[int]:
+        """Token ids of a completion to score: no special token added, and none formed
+        by special-token strings in the text (it is the model's or a user's text)."""
+        text = self.renderer.neutralise(completion)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        """Mean log-probability per token of each completion given its prompt, in order.
+
+        Teacher-forced and batched: each distinct prompt goes through the model once
+        (longest first, ``settings.batch_size`` prompts a batch, left-padded), and
+        each of its completions continues from that prompt's cache, so scoring a
+        critique and the "no issues" answer of the same prompt costs one prompt pass.
+        Only the completions' logits are turned into log-probabilities, one row at a
+        time. A completion keeps at most what the context leaves after
+        ``settings.min_prompt_tokens`` (its tail is cut); the prompt is cut in the
+        middle to fit, as in :meth:`generate`. Inside a job the deadline is checked
+        before and after each batch. ValueError for mismatched lists or a completion
+        with no tokens.
+        """
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.check("scoring")
+        if not prompts:
+            self.last_score_stats = GenerationStats()
+            return []
+        started = time.perf_counter()
+        context = self.context_length
+        room = max(1, context - min(self.settings.min_prompt_tokens, context - 1))
+        # distinct (cut) prompt → the indices and tokens of its completions
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        truncated = 0
+        for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+            target = self.completion_ids(completion)[:room]
+            if not target:
+                raise ValueError("cannot score an empty completion")
+            ids, cut = self.encode(prompt, context - len(target))
+            if not ids:
+                raise ValueError("cannot score a completion of an empty prompt")
+            truncated += cut
+            groups.setdefault(tuple(ids), []).append((i, target))
+        keys = sorted(groups, key=len, reverse=True)
+        size = max(1, self.settings.batch_size)
+        out = [0.0] * len(prompts)
+        with self._lock, self._select(), torch.inference_mode():
+            for start in range(0, len(keys), size):
+                batch = keys[start : start + size]
+                means = self._score_batch(
+                    [list(k) for k in batch], [[t for _, t in groups[k]] for k in batch]
+                )
+                if deadline is not None:
+                    deadline.check("scoring")
+                for key, row in zip(batch, means, strict=True):
+                    for (i, _), mean in zip(groups[key], row, strict=True):
+                        out[i] = mean
+        fed = sum(len(k) + sum(len(t) for _, t in groups[k]) for k in keys)
+        self.last_score_stats = GenerationStats(
+            prompts=len(prompts),
+            prompt_tokens=fed,
+            seconds=time.perf_counter() - started,
+            truncated=truncated,
+        )
+        return out
+
+    def _score_batch(
+        self, prompts: Sequence[list[int]], completions: Sequence[Sequence[list[int]]]
+    ) -> list[list[float]]:
+        """Mean log-probabilities of ``completions[b]`` (token lists) after ``prompts[b]``.
+
+        One pass over the left-padded prompts keeps their cache and the log-probs of
+        each first completion token; then, round ``r``, the ``r``-th completion of
+        every prompt (right-padded; a prompt without one gets a pad token, ignored)
+        continues from a copy of that cache.
+        """
+        ids, mask = self._pad_left(prompts)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        first = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        head = first.logits[:, -1, :].float()
+        head = head - torch.logsumexp(head, dim=-1, keepdim=True)
+        cache = first.cache
+        lengths = mask.sum(dim=-1, keepdim=True)
+        rounds = max(len(c) for c in completions)
+        out: list[list[float]] = [[] for _ in prompts]
+        for r in range(rounds):
+            targets = [c[r] if r < len(c) else [self.pad_token_id] for c in completions]
+            width = max(len(t) for t in targets)
+            pad = [[self.pad_token_id] * (width - len(t)) for t in targets]
+            tokens = torch.tensor([t + p for t, p in zip(targets, pad, strict=True)])
+            tokens = tokens.to(ids.device)
+            logp = [head[b, int(tokens[b, 0])].reshape(1) for b in range(len(targets))]
+            if width > 1:
+                seen = [[1] * (len(t) - 1) + [0] * (width - len(t)) for t in targets]
+                step = self.model(
+                    input_ids=tokens[:, :-1],
+                    attention_mask=torch.cat([mask, torch.tensor(seen, device=mask.device)], 1),
+                    position_ids=lengths + torch.arange(width - 1, device=ids.device),
+                    cache=cache if r == rounds - 1 else copy.deepcopy(cache),
+                    use_cache=True,
+                )
+                for b, t in enumerate(targets):
+                    rows = step.logits[b, : len(t) - 1].float()
+                    picked = rows.gather(-1, tokens[b, 1 : len(t), None]).squeeze(-1)
+                    logp[b] = torch.cat([logp[b], picked - torch.logsumexp(rows, dim=-1)])
+            for b, c in enumerate(completions):
+                if r < len(c):
+                    out[b].append(float(logp[b].mean()))
+        return out
 
 
 def _stop_at(deadline: Deadline | None) -> Any:

@@ -5,6 +5,10 @@ endings and checks the structure (file headers, hunk line counts), so that a
 malformed diff is reported with the line it goes wrong at. The normalised text is
 then parsed with :mod:`unidiff`, and each hunk of each reviewable file becomes one
 :class:`~reviewbot.review.units.ReviewUnit` (or several, for a long hunk).
+
+When there are more units than the budget (``PlanLimits.max_units``), the units
+reviewed are chosen by risk (:class:`Risk`), not by their place in the diff, and
+keep their diff order; each one left out is listed with why.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from reviewbot.settings.defaults import GENERATED_MARKER_LINES, GENERATED_MARKER
 
 log = logging.getLogger(__name__)
 
-__all__ = ["added_lines", "git_diff_args", "plan_diff"]
+__all__ = ["Risk", "added_lines", "git_diff_args", "path_kind", "plan_diff", "unit_risk"]
 
 _NO_NEWLINE = "\\ No newline at end of file"
 _GIT_BINARY = "GIT binary patch"
@@ -424,11 +428,12 @@ def _paths(patched: PatchedFile) -> _Paths:
 
 @dataclass(frozen=True)
 class _Row:
-    """One line of a hunk side: its line number, text and whether it was added."""
+    """One line of a hunk side: its line number, text and whether the change made it
+    (added, on the new side; removed, on the old side of a pure deletion)."""
 
     number: int
     text: str
-    added: bool = False
+    changed: bool = False
 
 
 def _line_text(value: str) -> str:
@@ -467,25 +472,137 @@ def _generated_marker(patched: PatchedFile) -> tuple[str, int] | None:
     return None
 
 
+#: Where a path is a test (any directory of these names, or a file named like a test).
+_TEST_DIRS = frozenset({"test", "tests", "__tests__", "testing", "spec", "specs", "e2e"})
+_TEST_NAME = re.compile(
+    r"(?:^test_.+|.+_test\.\w+|.+\.(?:test|spec)\.\w+|.+_spec\.\w+|^conftest\.py"
+    r"|.+Tests?\.(?:java|kt|scala|cs|swift))$"
+)
+#: Where a path is documentation (a directory of these names, or these extensions/names).
+_DOC_DIRS = frozenset({"doc", "docs", "documentation"})
+_DOC_EXTENSIONS = (".md", ".markdown", ".rst", ".txt", ".adoc", ".asciidoc", ".org", ".tex")
+_DOC_NAMES = re.compile(
+    r"^(?:README|CHANGELOG|CHANGES|HISTORY|NEWS|LICENSE|COPYING|AUTHORS|CONTRIBUTING|NOTICE)"
+    r"(?:\.\w+)?$",
+    re.I,
+)
+#: The kinds of file, riskiest first.
+KINDS: tuple[str, ...] = ("source", "test", "docs")
+#: A changed line holding one of these words (any language's control flow) counts as
+#: control flow in the risk score.
+_CONTROL_FLOW = re.compile(
+    r"\b(?:if|elif|else|for|foreach|while|do|switch|case|match|try|except|catch|finally"
+    r"|raise|throw|throws|return|yield|await|goto|break|continue|unless|until|rescue|defer)\b"
+    r"|&&|\|\|"
+)
+
+
+def path_kind(path: str) -> str:
+    """``docs``, ``test`` or ``source`` (anything else) for a repository path."""
+    *dirs, name = path.split("/")
+    if _DOC_DIRS.intersection(d.lower() for d in dirs) or _DOC_NAMES.match(name):
+        return "docs"
+    if name.lower().endswith(_DOC_EXTENSIONS):
+        return "docs"
+    if _TEST_DIRS.intersection(d.lower() for d in dirs) or _TEST_NAME.match(name):
+        return "test"
+    return "source"
+
+
+@dataclass(frozen=True)
+class Risk:
+    """How much a unit's review matters when not every unit can be reviewed.
+
+    Units are ranked by, in order: a path matching the repository's ``priority``
+    globs first; then its kind, source before tests before documentation
+    (:func:`path_kind`); then the larger and more complex change first, by
+    :attr:`score` = changed lines + 2 × changed lines with control flow (a line
+    holding a keyword such as ``if``, ``for``, ``return``, ``catch``, or ``&&``/``||``);
+    then diff order.
+    """
+
+    priority: bool
+    kind: str
+    changed: int
+    """Lines of the unit the change added (or removed, for a pure deletion)."""
+    control: int
+    """Of them, the lines with control flow."""
+
+    @property
+    def score(self) -> int:
+        return self.changed + 2 * self.control
+
+    def rank(self) -> tuple[int, int, int]:
+        """The sort key, lowest first: priority, kind, then the higher score."""
+        return (0 if self.priority else 1, KINDS.index(self.kind), -self.score)
+
+    def describe(self) -> str:
+        """E.g. ``test file, 3 changed lines, 1 with control flow``."""
+        where = f"{'priority ' if self.priority else ''}{self.kind}"
+        lines = f"{self.changed} changed line{'' if self.changed == 1 else 's'}"
+        return f"{where} file, {lines}, {self.control} with control flow"
+
+
+def unit_risk(unit: ReviewUnit, priority_globs: Sequence[str]) -> Risk:
+    """The :class:`Risk` of ``unit``, read from its changed lines."""
+    changed = set(unit.added_lines)
+    texts = [t for i, t in enumerate(unit.lines) if unit.start_line + i in changed]
+    return Risk(
+        priority=_glob_hit(unit.path, priority_globs) is not None,
+        kind=path_kind(unit.path),
+        changed=len(texts),
+        control=sum(1 for t in texts if _CONTROL_FLOW.search(t)),
+    )
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A unit the diff offers, before the budget decides; ``where`` names its hunk."""
+
+    unit: ReviewUnit
+    where: str
+
+
 class _Planner:
     """Accumulates units and skipped entries, file by file, in diff order."""
 
     def __init__(self, limits: PlanLimits, lines: list[str]) -> None:
         self.limits = limits
         self.lines = lines
-        self.units: list[ReviewUnit] = []
-        self.skipped: list[Skipped] = []
+        self.entries: list[_Candidate | Skipped] = []
         self.files: dict[str, None] = {}
 
     def plan(self) -> Plan:
-        return Plan(tuple(self.units), tuple(self.skipped), tuple(self.files))
+        """The units within the budget (the riskiest, :class:`Risk`), in diff order; the
+        rest listed as skipped, with everything else left out, in diff order."""
+        offered = [e for e in self.entries if isinstance(e, _Candidate)]
+        budget = max(0, self.limits.max_units)
+        left_out: dict[int, Risk] = {}
+        if len(offered) > budget:
+            risks = [unit_risk(c.unit, self.limits.priority_globs) for c in offered]
+            ranked = sorted(range(len(offered)), key=lambda i: (*risks[i].rank(), i))
+            left_out = {i: risks[i] for i in ranked[budget:]}
+            log.info("%d unit(s) over the budget of %d", len(left_out), budget)
+        units: list[ReviewUnit] = []
+        skipped: list[Skipped] = []
+        n = 0
+        for entry in self.entries:
+            if isinstance(entry, Skipped):
+                skipped.append(entry)
+                continue
+            if n in left_out:
+                skipped.append(Skipped(entry.unit.path, _over_budget(entry, left_out[n], budget)))
+            else:
+                units.append(entry.unit)
+            n += 1
+        return Plan(tuple(units), tuple(skipped), tuple(self.files))
 
     def add_file(self, patched: PatchedFile) -> None:
         paths = _paths(patched)
         self.files.setdefault(paths.shown, None)
         reason = self._file_reason(patched, paths)
         if reason is not None:
-            self.skipped.append(Skipped(paths.shown, reason))
+            self._skip(paths.shown, reason)
             return
         assert paths.new is not None
         for hunk in patched:
@@ -549,34 +666,38 @@ class _Planner:
         slices = _split(rows, self.limits.max_unit_lines)
         for part in slices:
             start, end = part[0].number, part[-1].number
-            if len(self.units) >= self.limits.max_units:
-                where = f" (lines {start}-{end})" if len(slices) > 1 else ""
-                self._skip(path, f"over budget: hunk {hunk_range(header)}{where}")
-                continue
-            self.units.append(
-                ReviewUnit(
-                    path=path,
-                    start_line=start,
-                    end_line=end,
-                    hunk_header=header,
-                    original="\n".join(row.text for row in part),
-                    side=side,
-                    added_lines=tuple(row.number for row in part if row.added),
-                )
+            where = f" (lines {start}-{end})" if len(slices) > 1 else ""
+            unit = ReviewUnit(
+                path=path,
+                start_line=start,
+                end_line=end,
+                hunk_header=header,
+                original="\n".join(row.text for row in part),
+                side=side,
+                added_lines=tuple(row.number for row in part if row.changed),
             )
+            self.entries.append(_Candidate(unit, f"hunk {hunk_range(header)}{where}"))
 
     def _skip(self, path: str, reason: str) -> None:
-        self.skipped.append(Skipped(path, reason))
+        self.entries.append(Skipped(path, reason))
+
+
+def _over_budget(entry: _Candidate, risk: Risk, budget: int) -> str:
+    """Why a unit was left out by the budget: the units reviewed rank above it."""
+    if budget == 0:
+        return f"over budget: {entry.where} (the unit budget is 0)"
+    reviewed = f"{budget} reviewed unit{'' if budget == 1 else 's'}"
+    return f"over budget: {entry.where}: lower risk than the {reviewed} ({risk.describe()})"
 
 
 def _deleted_rows(hunk: Hunk) -> list[_Row]:
     """Old-side rows of a pure-deletion hunk, from its first to its last removed line."""
     rows = [
-        (_Row(line.source_line_no or 0, _line_text(line.value)), line.is_removed)
+        _Row(line.source_line_no or 0, _line_text(line.value), line.is_removed)
         for line in hunk.source_lines()
     ]
-    removed = [i for i, (_, is_removed) in enumerate(rows) if is_removed]
-    return [row for row, _ in rows[removed[0] : removed[-1] + 1]]
+    removed = [i for i, row in enumerate(rows) if row.changed]
+    return rows[removed[0] : removed[-1] + 1]
 
 
 def _hunkless_reason(patched: PatchedFile, paths: _Paths) -> str:

@@ -13,17 +13,37 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from reviewbot.review.findings import Comment, Dropped, Finding, Review, fingerprint
+from reviewbot.review.confidence import Score, rate_findings
+from reviewbot.review.findings import (
+    NEAR_DUPLICATE,
+    Comment,
+    Dropped,
+    Finding,
+    Review,
+    anchored_code,
+    fingerprint,
+)
 from reviewbot.review.markdown import code_block, code_span, inert
 from reviewbot.review.noise import clean_completion, group_duplicates, noise_reason
-from reviewbot.review.prompts import Renderer
-from reviewbot.review.suggestions import extract_code, map_revision, postable, suggestion_block
+from reviewbot.review.prompts import Renderer, unit_instructions, unit_original
+from reviewbot.review.suggestions import (
+    SUGGESTION_UNPARSABLE,
+    check_suggestion,
+    extract_code,
+    map_revision,
+    postable,
+    revision_problem,
+    suggestion_block,
+    without_code_copies,
+)
 from reviewbot.review.units import Plan, ReviewUnit
 from reviewbot.settings.defaults import ReviewOptions
 
 log = logging.getLogger(__name__)
 
 Generate = Callable[[list[str]], list[str]]
+#: The text of a file at the reviewed head (by path), or None when it cannot be read.
+ReadFile = Callable[[str], str | None]
 
 
 def _generate(generate: Generate, prompts: list[str]) -> list[str]:
@@ -35,24 +55,55 @@ def _generate(generate: Generate, prompts: list[str]) -> list[str]:
     return out
 
 
+def _guidelines(unit: ReviewUnit, options: ReviewOptions) -> str:
+    """The repository's guidelines for ``unit``: extra_instructions + matching path_instructions."""
+    return unit_instructions(unit.path, options.extra_instructions, options.path_instructions)
+
+
 def critique_prompts(
-    units: Sequence[ReviewUnit], renderer: Renderer, instructions: str = ""
+    units: Sequence[ReviewUnit], renderer: Renderer, options: ReviewOptions = ReviewOptions()
 ) -> list[str]:
-    return [renderer.task("critique", instructions, ORIGINAL=u.original) for u in units]
+    """One critique prompt per unit: ORIGINAL in the marked view when ``changed_lines``
+    is on (:func:`~reviewbot.review.prompts.unit_original`), the unit's guidelines and
+    the response language."""
+    return [
+        renderer.task(
+            "critique",
+            _guidelines(u, options),
+            options.response_language,
+            ORIGINAL=unit_original(u, marked=options.changed_lines),
+        )
+        for u in units
+    ]
 
 
 def revise_prompts(
-    findings: Sequence[Finding], renderer: Renderer, instructions: str = ""
+    findings: Sequence[Finding], renderer: Renderer, options: ReviewOptions = ReviewOptions()
 ) -> list[str]:
+    """One revise prompt per finding: ORIGINAL in the plain view, the critique as COMMENT."""
     return [
-        renderer.task("revise", instructions, ORIGINAL=f.unit.original, CRITIQUE=f.critique)
+        renderer.task(
+            "revise",
+            _guidelines(f.unit, options),
+            options.response_language,
+            ORIGINAL=unit_original(f.unit),
+            CRITIQUE=f.critique,
+        )
         for f in findings
     ]
 
 
-def summarise_prompts(findings: Sequence[Finding], renderer: Renderer) -> list[str]:
+def summarise_prompts(
+    findings: Sequence[Finding], renderer: Renderer, options: ReviewOptions = ReviewOptions()
+) -> list[str]:
+    """One summarise prompt per revised finding: ORIGINAL in the plain view, the revision."""
     return [
-        renderer.task("summarise", ORIGINAL=f.unit.original, REVISED=f.revision or "")
+        renderer.task(
+            "summarise",
+            language=options.response_language,
+            ORIGINAL=unit_original(f.unit),
+            REVISED=f.revision or "",
+        )
         for f in findings
     ]
 
@@ -74,13 +125,41 @@ def filter_critiques(
     return findings, dropped
 
 
-def attach_revision(finding: Finding, completion: str, options: ReviewOptions) -> Finding:
-    """Extract the revised code and map it to a suggestion when it fits the unit."""
+def attach_revision(
+    finding: Finding,
+    completion: str,
+    options: ReviewOptions,
+    read_file: ReadFile | None = None,
+) -> Finding:
+    """Extract the revised code and map it to a suggestion when it fits the unit.
+
+    A revision that is empty, prose or the original again is dropped
+    (``revision_dropped`` says why, :func:`~reviewbot.review.suggestions.revision_problem`).
+    When suggestions are posted (``options.revise``), a suggestion is parsed with the
+    file at the head (``read_file``; without it, with the unit's own lines): one that
+    introduces a syntax error is no suggestion: its revision is shown as plain code
+    marked "does not parse", or dropped (``options.unparsable``).
+    """
     revised = extract_code(completion)
-    if not revised.strip():
-        return finding
+    problem = revision_problem(finding.unit.original, revised, finding.critique)
+    if problem is not None:
+        log.debug("%s:%d: %s", finding.unit.path, finding.unit.start_line, problem)
+        return replace(finding, revision_dropped=problem)
     suggestion = map_revision(finding.unit, revised, options.min_suggestion_similarity)
-    return replace(finding, revision=revised, suggestion=suggestion)
+    if suggestion is None or not options.revise:
+        return replace(finding, revision=revised, suggestion=suggestion)
+    text = read_file(finding.unit.path) if read_file is not None else None
+    check = check_suggestion(finding.unit, suggestion, text)
+    if check.parses:
+        return replace(finding, revision=revised, suggestion=suggestion, syntax=check)
+    log.info(
+        "%s:%d: the suggestion does not parse (checked against the %s)",
+        finding.unit.path,
+        suggestion.start,
+        check.against,
+    )
+    dropped = SUGGESTION_UNPARSABLE if options.unparsable == "drop" else None
+    return replace(finding, revision=revised, syntax=check, revision_dropped=dropped)
 
 
 def merge_duplicates(findings: Sequence[Finding], ratio: float) -> list[Finding]:
@@ -104,6 +183,13 @@ PROPOSED_UNPOSTABLE = (
     "Proposed revision (shown as plain code: it holds an HTML comment opener, "
     "which reviewbot never offers as a committable suggestion):"
 )
+#: A revision whose suggestion introduces a syntax error, by what it was parsed with.
+UNPARSABLE = {
+    "file": "Proposed revision (it does not parse: applied to the file at the head, it "
+    "introduces a syntax error, so it is shown as plain code, not as a suggestion):",
+    "hunk": "Proposed revision (it does not parse: applied to the changed lines, it "
+    "introduces a syntax error, so it is shown as plain code, not as a suggestion):",
+}
 
 
 def to_comment(finding: Finding, revise: bool) -> Comment:
@@ -114,7 +200,10 @@ def to_comment(finding: Finding, revise: bool) -> Comment:
     then the "Also applies to" paths as code spans.
     """
     unit = finding.unit
-    parts = [inert(finding.critique)]
+    critique = finding.critique
+    if revise and finding.revision:  # the revision carries the code: the critique's copy goes
+        critique = without_code_copies(critique, (unit.original, finding.revision))
+    parts = [inert(critique)] if critique.strip() else []
     mapped = finding.suggestion if revise else None
     suggestion = mapped if mapped is not None and postable(mapped) else None
     if suggestion is not None:
@@ -123,8 +212,12 @@ def to_comment(finding: Finding, revise: bool) -> Comment:
     else:
         lines = unit.added_lines or (unit.start_line, unit.end_line)
         start, end = min(lines), max(lines)
-        if revise and finding.revision:
-            label = PROPOSED if mapped is None else PROPOSED_UNPOSTABLE
+        if revise and finding.revision and finding.revision_dropped is None:
+            syntax = finding.syntax
+            if syntax is not None and not syntax.parses:
+                label = UNPARSABLE[syntax.against]
+            else:
+                label = PROPOSED if mapped is None else PROPOSED_UNPOSTABLE
             parts += [label, code_block(finding.revision)]
     if finding.also:
         where = ", ".join(
@@ -140,7 +233,10 @@ def to_comment(finding: Finding, revise: bool) -> Comment:
         start_line=start if start != end else None,
         body=body,
         suggestion=suggestion_text,
-        fingerprint=fingerprint(unit.path, finding.critique, suggestion_text),
+        fingerprint=fingerprint(
+            unit.path, finding.critique, suggestion_text, anchored_code(unit, start, end)
+        ),
+        confidence=finding.confidence,
     )
 
 
@@ -158,31 +254,52 @@ def summarise(
 
 
 def review_plan(
-    plan: Plan, generate: Generate, renderer: Renderer, options: ReviewOptions = ReviewOptions()
+    plan: Plan,
+    generate: Generate,
+    renderer: Renderer,
+    options: ReviewOptions = ReviewOptions(),
+    *,
+    score: Score | None = None,
+    read_file: ReadFile | None = None,
 ) -> Review:
-    """Critique every unit; optionally revise and summarise; build the Review."""
+    """Critique every unit; rate each finding's confidence with ``score`` (those below
+    ``options.min_confidence`` are counted, not posted); optionally revise and
+    summarise; build the Review. Without ``score``, findings carry no confidence
+    (only a threshold of 0 allows that). ``read_file`` gives the text of a file at the
+    head, to parse suggestions with (:func:`attach_revision`; each file is read at most
+    once, only when one of its findings has a suggestion); without it, suggestions are
+    parsed with their unit's lines only."""
     units = list(plan.units)
-    critiques = _generate(generate, critique_prompts(units, renderer, options.extra_instructions))
+    critiques = _generate(generate, critique_prompts(units, renderer, options))
     findings, dropped = filter_critiques(units, critiques, options)
+    findings, unsure = rate_findings(
+        findings,
+        critique_prompts([f.unit for f in findings], renderer, options),
+        score,
+        options.min_confidence,
+    )
+    dropped += unsure
     log.info(
-        "%d units, %d findings, %d dropped by noise control",
+        "%d units, %d findings, %d dropped by noise control, %d below confidence %.2f",
         len(units),
         len(findings),
-        len(dropped),
+        len(dropped) - len(unsure),
+        len(unsure),
+        options.min_confidence,
     )
     if (options.revise or options.summary) and findings:
-        revisions = _generate(
-            generate, revise_prompts(findings, renderer, options.extra_instructions)
-        )
+        revisions = _generate(generate, revise_prompts(findings, renderer, options))
+        read = _read_once(read_file) if read_file is not None else None
         findings = [
-            attach_revision(f, r, options) for f, r in zip(findings, revisions, strict=True)
+            attach_revision(f, r, options, read) for f, r in zip(findings, revisions, strict=True)
         ]
     findings = merge_duplicates(findings, options.noise.duplicate_ratio)
+    dropped += not_posted(findings)
     summary = None
     if options.summary:
-        revised = [f for f in findings if f.revision]
+        revised = [f for f in findings if f.revision and f.revision_dropped is None]
         summary = summarise(
-            revised, _generate(generate, summarise_prompts(revised, renderer)), options
+            revised, _generate(generate, summarise_prompts(revised, renderer, options)), options
         )
     comments = tuple(to_comment(f, options.revise) for f in findings)
     return Review(
@@ -191,4 +308,29 @@ def review_plan(
         summary=summary,
         skipped=plan.skipped,
         dropped=tuple(dropped),
+        checks=tuple(f.syntax for f in findings if f.syntax is not None),
     )
+
+
+def _read_once(read_file: ReadFile) -> ReadFile:
+    """``read_file`` that reads each path once."""
+    texts: dict[str, str | None] = {}
+
+    def read(path: str) -> str | None:
+        if path not in texts:
+            texts[path] = read_file(path)
+        return texts[path]
+
+    return read
+
+
+def not_posted(findings: Sequence[Finding]) -> list[Dropped]:
+    """What the statistics count of ``findings`` beyond noise control: the findings
+    merged into another (near-duplicates), and the revisions dropped."""
+    out = [Dropped(u.path, u.start_line, NEAR_DUPLICATE) for f in findings for u in f.also]
+    out += [
+        Dropped(f.unit.path, f.unit.start_line, f.revision_dropped, "revision")
+        for f in findings
+        if f.revision_dropped is not None
+    ]
+    return out

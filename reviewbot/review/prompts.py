@@ -1,7 +1,12 @@
 """The one prompt renderer: task texts and prompt formats from ``templates/``.
 
 Serving, the CLI and finetune/ all build prompts here, so an adapter trained on
-these prompts sees the same text at review time.
+these prompts sees the same text at review time. The code a task is about fills
+``{ORIGINAL}`` in one documented, versioned layout (:func:`render_original`,
+:data:`ORIGINAL_LAYOUT`): the file's path and language, and which lines the pull
+request changed; a repository's guidelines (``extra_instructions`` and the
+``path_instructions`` of the unit's path, :func:`unit_instructions`) and its
+response language (:func:`with_language`) are appended through the templates.
 
 Prompts are inert to the tokenizer: a :class:`Renderer` that knows its
 tokenizer's special-token strings (``<|im_start|>``, ``</s>``...; the engine's
@@ -17,6 +22,7 @@ since both tokenize the prompt this renderer made.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +31,9 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+from reviewbot.review.hunks import HunkError, parse_hunk
 from reviewbot.review.markdown import ZWSP
+from reviewbot.review.units import ReviewUnit
 from reviewbot.settings.defaults import SEED_PROMPT_FORMAT
 
 #: The seed model card's review tasks (finetune/ trains on these).
@@ -95,16 +103,205 @@ def fill(template: str, fields: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
-def render_task(task: str, instructions: str = "", **fields: str) -> str:
+def render_task(task: str, instructions: str = "", language: str = "", **fields: str) -> str:
     """The task text with its fields filled in (the CONTENT of a prompt).
 
     ``instructions`` (a repository's extra review guidelines) are appended
-    through the ``instructions`` template when given.
+    through the ``instructions`` template when given, then the ``language``
+    instruction (:func:`with_language`) when a response language is given.
     """
     content = fill(task_text(task), fields)
     if instructions.strip():
         content = fill(task_text("instructions"), {"TASK": content, "INSTRUCTIONS": instructions})
-    return content
+    return with_language(content, language)
+
+
+#: Names of common language codes (ISO 639-1), for the ``language`` instruction.
+LANGUAGE_NAMES: dict[str, str] = {
+    "ar": "Arabic",
+    "bg": "Bulgarian",
+    "ca": "Catalan",
+    "cs": "Czech",
+    "da": "Danish",
+    "de": "German",
+    "el": "Greek",
+    "en": "English",
+    "es": "Spanish",
+    "et": "Estonian",
+    "fa": "Persian",
+    "fi": "Finnish",
+    "fr": "French",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "hr": "Croatian",
+    "hu": "Hungarian",
+    "id": "Indonesian",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "lt": "Lithuanian",
+    "lv": "Latvian",
+    "nb": "Norwegian Bokmål",
+    "nl": "Dutch",
+    "no": "Norwegian",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "sk": "Slovak",
+    "sl": "Slovenian",
+    "sr": "Serbian",
+    "sv": "Swedish",
+    "th": "Thai",
+    "tr": "Turkish",
+    "uk": "Ukrainian",
+    "vi": "Vietnamese",
+    "zh": "Chinese",
+}
+
+
+def language_name(language: str) -> str:
+    """The name the ``language`` instruction uses for a repository's ``response_language``.
+
+    A known code is named (``de`` → German, ``pt-BR`` → Portuguese (BR)); anything
+    else (a name such as ``German``, an unknown code) is used as written.
+    """
+    value = language.strip()
+    base, _, region = value.partition("-")
+    name = LANGUAGE_NAMES.get(base.lower()) if len(base) == 2 else None
+    if name is None:
+        return value
+    return f"{name} ({region})" if region else name
+
+
+def with_language(text: str, language: str) -> str:
+    """``text`` (a task, or the last turn of /ask) with the ``language`` instruction
+    appended when ``language`` is given, else unchanged."""
+    if not language.strip():
+        return text
+    return fill(task_text("language"), {"TASK": text, "LANGUAGE": language_name(language)})
+
+
+# --- ORIGINAL: the code a task is about ------------------------------------------------------
+
+#: The version of the layout of ORIGINAL (:func:`render_original`): recorded in an
+#: adapter's metadata (``original_layout``) and part of :func:`template_fingerprint`.
+#: 0 is the plain code of the seed card, before reviewbot had a layout.
+ORIGINAL_LAYOUT = 1
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: characters that are not printable (newlines, controls, line
+    separators) written as escapes (``\\n``, ``\\x07``, ``\\u2028``)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _ESCAPES.get(ch) or ascii(ch)[1:-1] for ch in text)
+
+
+def render_original(
+    code: str,
+    *,
+    path: str = "",
+    language: str = "",
+    marks: Sequence[str] | None = None,
+) -> str:
+    """What fills ``{ORIGINAL}``: the code under a header saying where it is from.
+
+    The layout, version :data:`ORIGINAL_LAYOUT` (1); here a unit of ``app/cache.py``
+    whose lines 5 and 7 the pull request changed, in the *marked* view::
+
+        FILE: app/cache.py (Python)
+        CHANGED: lines starting with "+"
+         class Cache:
+        +    def __init__(self, ttl, items={}):
+                 self.ttl = ttl
+        +        self.items = items
+
+    - ``FILE: <path> (<language>)``: the repository path, kept on one line (newlines
+      and other unprintable characters escaped as ``\\n``, ``\\x07``...); the language
+      (:func:`reviewbot.review.units.language_of`), with its parentheses left out when
+      it is unknown. Data without a path but with a language has ``LANGUAGE: <language>``
+      instead; with neither, there is no header line.
+    - The marked view only (``marks``: one character per code line): ``CHANGED: lines
+      starting with "+"`` (or, for a pure deletion reviewed on the old side,
+      ``REMOVED: lines starting with "-"``), then each code line behind its mark:
+      ``+`` changed (added) by the pull request, ``-`` removed, a space for
+      unchanged context. The *plain* view (``marks`` None) has the code as it is.
+    - Neither header nor marks: ORIGINAL is the code alone, exactly as the seed card's
+      data has it (layout 0), so older data renders as it always did.
+
+    Which view a task gets (:func:`unit_original`): critique the marked one (when the
+    ``changed_lines`` option is on; the plain one when off), revise and summarise
+    always the plain one. The revision is mapped line by line onto the unit's code
+    and offered as a committable suggestion, and a model repeats what it is shown:
+    shown plain code, it answers with plain code, while change markers would come
+    back inside the suggestion. The header is one line of different shape from code
+    (a label in capitals, as the seed's own ``ORIGINAL:`` and ``COMMENT:``), above the
+    code, so the lines of the code keep their order and numbering. The ``{ORIGINAL}``
+    placeholder of the seed task texts stays where it was: their words are unchanged.
+    """
+    header = []
+    if path:
+        header.append(f"FILE: {_one_line(path)}" + (f" ({language})" if language else ""))
+    elif language:
+        header.append(f"LANGUAGE: {language}")
+    lines = code.split("\n")
+    if marks is not None:
+        if len(marks) != len(lines):
+            raise ValueError(f"{len(marks)} marks for {len(lines)} lines of code")
+        removal = "-" in marks
+        header.append(
+            'REMOVED: lines starting with "-"' if removal else 'CHANGED: lines starting with "+"'
+        )
+        lines = [m + line for m, line in zip(marks, lines, strict=True)]
+    return "\n".join([*header, *lines])
+
+
+def change_marks(unit: ReviewUnit) -> list[str] | None:
+    """One mark per line of ``unit`` (``+``/``-`` for its changed lines, else a space),
+    or None when the unit records no changed line (nothing to mark)."""
+    if not unit.added_lines:
+        return None
+    changed = set(unit.added_lines)
+    mark = "-" if unit.side == "LEFT" else "+"
+    return [mark if unit.start_line + i in changed else " " for i in range(len(unit.lines))]
+
+
+def unit_original(unit: ReviewUnit, marked: bool = False) -> str:
+    """ORIGINAL for ``unit`` (:func:`render_original`): the marked view (critique, with
+    the ``changed_lines`` option on) or the plain view (revise, summarise)."""
+    return render_original(
+        unit.original,
+        path=unit.path,
+        language=unit.language,
+        marks=change_marks(unit) if marked else None,
+    )
+
+
+def hunk_original(diff_hunk: str, path: str, marked: bool, side: str | None = "RIGHT") -> str:
+    """ORIGINAL for the code of a review thread, from GitHub's ``diff_hunk`` (which ends
+    at the commented line): the new side of the hunk as a unit of ``path``
+    (:func:`unit_original`). A thread on removed lines (``side`` LEFT), or a hunk
+    that does not parse, is given as the diff hunk itself."""
+    if side == "LEFT":
+        return diff_hunk
+    try:
+        unit = parse_hunk(diff_hunk).unit(path)
+    except HunkError:
+        return diff_hunk
+    return unit_original(unit, marked)
+
+
+def unit_instructions(path: str, extra: str, path_instructions: Sequence[tuple[str, str]]) -> str:
+    """The review guidelines for a file at ``path``: the repository's ``extra_instructions``,
+    then the instructions of every ``path_instructions`` glob that matches ``path``
+    (:func:`fnmatch.fnmatch`, as every glob of the configuration), each in its own paragraph."""
+    parts = [extra.strip()] + [
+        text.strip() for glob, text in path_instructions if fnmatch.fnmatch(path, glob)
+    ]
+    return "\n\n".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
@@ -247,9 +444,9 @@ class Renderer:
         """A single-turn prompt around ``content``."""
         return self.dialogue([Turn("user", content)])
 
-    def task(self, task: str, instructions: str = "", **fields: str) -> str:
+    def task(self, task: str, instructions: str = "", language: str = "", **fields: str) -> str:
         """Render a task and wrap it: the full prompt text given to the model."""
-        return self.wrap(render_task(task, instructions, **fields))
+        return self.wrap(render_task(task, instructions, language, **fields))
 
     def neutralise(self, text: str) -> str:
         """``text`` with none of the tokenizer's special-token strings left in it."""
@@ -299,10 +496,12 @@ class Renderer:
 
 
 def template_fingerprint() -> str:
-    """A hash of all template text; recorded in adapter metadata."""
+    """A hash of all template text and the ORIGINAL layout's version; recorded in
+    adapter metadata."""
     import hashlib
 
     h = hashlib.sha256()
     for name in ("tasks.toml", "formats.toml"):
         h.update(resources.files("reviewbot.templates").joinpath(name).read_bytes())
+    h.update(f"original_layout={ORIGINAL_LAYOUT}".encode())
     return h.hexdigest()[:16]

@@ -22,11 +22,18 @@ def _where(path: str, start: int | None, line: int, side: str) -> str:
 
 
 def review_markdown(review: Review) -> str:
-    """A human-readable review: summary, comments, and what was left out."""
+    """A human-readable review: its counts (:class:`~reviewbot.review.findings.Statistics`),
+    summary, comments, and what was left out."""
+    stats = review.statistics
     out = ["# reviewbot review", ""]
     out.append(
-        f"Reviewed {len(review.units)} unit(s); {len(review.comments)} comment(s); "
-        f"{len(review.dropped)} critique(s) dropped by noise control."
+        " ".join(
+            [
+                f"Reviewed {stats.units} unit(s): {stats.findings} finding(s), "
+                f"{stats.comments} comment(s).",
+                *stats.sentences(),
+            ]
+        )
     )
     if review.summary:
         out += ["", "## Summary", "", review.summary]
@@ -57,6 +64,7 @@ def _skipped_markdown(skipped: Sequence[Skipped]) -> list[str]:
 
 
 def review_json(review: Review) -> str:
+    """The review as JSON: units, comments, summary, skipped, statistics."""
     return json.dumps(review.to_json(), indent=2, ensure_ascii=False) + "\n"
 
 

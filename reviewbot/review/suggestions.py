@@ -11,8 +11,10 @@ inert; such a revision is shown as a plain (inert) code block instead.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from reviewbot.review.markdown import (
     Fenced,
@@ -22,19 +24,39 @@ from reviewbot.review.markdown import (
     normalize_newlines,
     suggestion_fence,
 )
+from reviewbot.review.syntax import introduces_error
 from reviewbot.review.units import ReviewUnit
 
 __all__ = [
+    "REVISION_EMPTY",
+    "REVISION_NOT_CODE",
+    "REVISION_UNCHANGED",
+    "SUGGESTION_UNPARSABLE",
     "Suggestion",
+    "SyntaxCheck",
     "apply_suggestion",
+    "check_suggestion",
     "code_block",
     "extract_code",
     "fence_for",
+    "looks_like_prose",
     "map_revision",
+    "normalise_code",
     "postable",
+    "revision_problem",
     "suggestion_applies",
     "suggestion_block",
+    "without_code_copies",
 ]
+
+log = logging.getLogger(__name__)
+
+#: Why a model's revision is not posted (counted in the review's statistics).
+REVISION_EMPTY = "revision empty"
+REVISION_NOT_CODE = "revision not code"
+REVISION_UNCHANGED = "revision unchanged"
+#: Why a suggestion is not posted when ``unparsable_suggestions = "drop"``.
+SUGGESTION_UNPARSABLE = "suggestion does not parse"
 
 _LABEL = re.compile(r"^\s*(?:REVISED|REVISION|REVISED CODE|Revised code)\s*:\s*\n", re.I)
 
@@ -143,3 +165,174 @@ def suggestion_block(s: Suggestion) -> str:
     Only for a :func:`postable` suggestion (ValueError otherwise).
     """
     return suggestion_fence(s.text)
+
+
+# --- revisions that are no code, change nothing, or do not parse --------------------------
+
+
+def normalise_code(text: str) -> str:
+    """``text`` with every run of whitespace (line breaks, indentation) made one space."""
+    return " ".join(text.split())
+
+
+#: Words a line of code starts with (compared in lower case, when the word is written
+#: all in lower or all in upper case: ``return x`` or ``SELECT id``, not ``Return it``).
+_KEYWORDS_TEXT = """
+    and assert async await begin break case catch class const continue def del delete do
+    elif else end enum except export extern final finally fn for from func function global
+    go if impl import in include insert interface lambda let loop match mod module namespace
+    new nonlocal not or package pass print private protected pub public raise require rescue
+    return select static struct switch template then throw trait try type typedef unless
+    unsafe update use using var void when where while with yield
+    """
+_KEYWORDS = frozenset(_KEYWORDS_TEXT.split())
+_COMMENT_OPENERS = ("#", "//", "/*", "*", "--", ";", "%", "<!--", '"""', "'''")
+_WORD_RUN = re.compile(r"[A-Za-z]+")
+#: A word of code: an operator or bracket, or a name joined by ``.``, ``_`` or ``::``.
+_CODE_TOKEN = re.compile(r"[=(){}\[\]<>;|&*+%^~$@\\]|\w[._]\w|::|->")
+#: A prose line has at least this many words, and at most this share of code words.
+_PROSE_MIN_WORDS = 4
+#: An assignment or a comparison: a line holding one is code, however wordy.
+_OPERATOR = re.compile(r"(?:^|\s)[-+*/%|&^]?=(?:\s|$)|==|!=|=>|:=")
+_PROSE_MAX_CODE_TOKENS = 0.2
+#: A revision is prose when at least this share of its new lines are prose lines.
+_PROSE_LINE_SHARE = 0.5
+#: A revision whose words are this similar to the critique's prose is the critique.
+_ECHO_RATIO = 0.9
+
+
+def _prose_line(line: str) -> bool:
+    text = line.strip()
+    if text.startswith(_COMMENT_OPENERS):
+        return False
+    if len(_WORD_RUN.findall(text)) < _PROSE_MIN_WORDS:
+        return False
+    first = text.split()[0]
+    if (first.islower() or first.isupper()) and first.lower().rstrip(":(") in _KEYWORDS:
+        return False
+    if text.endswith(("{", "}", ";", "(", "[", "=", "\\")) or _OPERATOR.search(text):
+        return False
+    tokens = text.split()
+    code = sum(1 for token in tokens if _CODE_TOKEN.search(token))
+    return code / len(tokens) <= _PROSE_MAX_CODE_TOKENS
+
+
+def looks_like_prose(text: str, code: str = "") -> bool:
+    """Whether ``text`` reads as sentences rather than code.
+
+    Lines that are lines of ``code`` (the unit it revises) count as code; of the
+    others, at least half must be prose lines: four or more words, at most a fifth
+    of them code (an operator, a bracket, ``a.b``, ``a_b``), not opening with a
+    keyword or a comment marker, not ending like a statement.
+    """
+    known = {line.strip() for line in code.split("\n")}
+    lines = [line for line in text.split("\n") if line.strip() and line.strip() not in known]
+    if not lines:
+        return False
+    prose = sum(_prose_line(line) for line in lines)
+    return prose > 0 and prose / len(lines) >= _PROSE_LINE_SHARE
+
+
+def _words(text: str) -> list[str]:
+    return _WORD_RUN.findall(text.lower())
+
+
+def _prose_of(critique: str) -> str:
+    """The critique without its fenced code blocks."""
+    return "\n".join(b for b in blocks(normalize_newlines(critique)) if isinstance(b, str))
+
+
+def revision_problem(original: str, revised: str, critique: str = "") -> str | None:
+    """Why ``revised`` (the code a revise completion holds) is no revision of ``original``,
+    or None when it is one.
+
+    - :data:`REVISION_EMPTY`: nothing but whitespace;
+    - :data:`REVISION_UNCHANGED`: the original again, after whitespace normalisation
+      (:func:`normalise_code`);
+    - :data:`REVISION_NOT_CODE`: prose (:func:`looks_like_prose`) where the original
+      is not, or the critique's own words again.
+    """
+    if not revised.strip():
+        return REVISION_EMPTY
+    if normalise_code(revised) == normalise_code(original):
+        return REVISION_UNCHANGED
+    if looks_like_prose(revised, original) and not looks_like_prose(original):
+        return REVISION_NOT_CODE
+    said = _words(_prose_of(critique))
+    if said:
+        ratio = difflib.SequenceMatcher(None, said, _words(revised), autojunk=False).ratio()
+        if ratio >= _ECHO_RATIO:
+            return REVISION_NOT_CODE
+    return None
+
+
+@dataclass(frozen=True)
+class SyntaxCheck:
+    """A suggestion parsed with the file it changes: against the whole file at the head
+    (``file``), only the unit's own lines (``hunk``, when the file could not be read),
+    or ``unchecked`` (no grammar for the file's language)."""
+
+    path: str
+    start_line: int
+    against: Literal["file", "hunk", "unchecked"]
+    parses: bool = True
+
+
+def check_suggestion(unit: ReviewUnit, s: Suggestion, file_text: str | None) -> SyntaxCheck:
+    """Parse the text ``s`` makes: the file at the head with ``s`` applied, else the unit.
+
+    ``parses`` is False when that introduces a syntax error the text did not have
+    (:func:`reviewbot.review.syntax.introduces_error`). A file whose lines
+    ``unit.start_line``..``unit.end_line`` are not the unit's is not the head the
+    diff was made at: the unit's lines are parsed instead (logged).
+    """
+    if file_text is not None:
+        lines = file_text.split("\n")
+        held = lines[unit.start_line - 1 : unit.end_line]
+        if [x.rstrip() for x in held] == [y.rstrip() for y in unit.lines]:
+            after = "\n".join(apply_suggestion(lines, 1, s))
+            verdict = introduces_error(file_text, after, unit.path)
+            if verdict is not None:
+                return SyntaxCheck(unit.path, s.start, "file", not verdict)
+            return SyntaxCheck(unit.path, s.start, "unchecked")
+        log.warning(
+            "%s: lines %d-%d of the file are not the diff's; parsing the hunk only",
+            unit.path,
+            unit.start_line,
+            unit.end_line,
+        )
+    after = "\n".join(apply_suggestion(unit.lines, unit.start_line, s))
+    verdict = introduces_error(unit.original, after, unit.path)
+    if verdict is None:
+        return SyntaxCheck(unit.path, s.start, "unchecked")
+    return SyntaxCheck(unit.path, s.start, "hunk", not verdict)
+
+
+#: A fenced block of a critique this similar to the unit (or to its revision), after
+#: whitespace normalisation, is a copy of it.
+_COPY_RATIO = 0.6
+
+
+def _is_copy(code: str, of: str) -> bool:
+    a, b = normalise_code(code), normalise_code(of)
+    if not a or not b:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return matcher.real_quick_ratio() >= _COPY_RATIO and matcher.ratio() >= _COPY_RATIO
+
+
+def without_code_copies(critique: str, codes: tuple[str, ...]) -> str:
+    """``critique`` without its fenced blocks that copy one of ``codes`` as a whole.
+
+    A comment that carries the revision (as a suggestion or a plain block) shows the
+    code once: the critique's own copy of the unit goes.
+    """
+    parts = blocks(normalize_newlines(critique))
+    kept = [
+        b if isinstance(b, str) else code_block(b.code, b.language)
+        for b in parts
+        if isinstance(b, str) or not any(_is_copy(b.code, code) for code in codes)
+    ]
+    if len(kept) == len(parts):
+        return critique
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()

@@ -27,11 +27,17 @@ class ReviewUnit:
     original: str
     side: Side = "RIGHT"
     added_lines: tuple[int, ...] = ()
-    """Line numbers (same side as start/end) that the change added."""
+    """Line numbers (same side as start/end) that the change added; for a LEFT unit
+    (a pure deletion), the lines it removed."""
 
     @property
     def lines(self) -> list[str]:
         return self.original.split("\n")
+
+    @property
+    def language(self) -> str:
+        """The language of the unit's file (:func:`language_of`); "" when unknown."""
+        return language_of(self.path)
 
     def to_json(self) -> dict:
         return {
@@ -69,3 +75,101 @@ class DiffError(ValueError):
         self.reason = message
         where = f"line {line}: " if line is not None else ""
         super().__init__(f"malformed diff: {where}{message}")
+
+
+#: File extensions (lower case, with the dot) → the language named in prompts.
+LANGUAGES_BY_EXTENSION: dict[str, str] = {
+    ".py": "Python",
+    ".pyi": "Python",
+    ".pyx": "Cython",
+    ".js": "JavaScript",
+    ".mjs": "JavaScript",
+    ".cjs": "JavaScript",
+    ".jsx": "JavaScript",
+    ".ts": "TypeScript",
+    ".mts": "TypeScript",
+    ".cts": "TypeScript",
+    ".tsx": "TypeScript",
+    ".go": "Go",
+    ".java": "Java",
+    ".kt": "Kotlin",
+    ".kts": "Kotlin",
+    ".scala": "Scala",
+    ".groovy": "Groovy",
+    ".gradle": "Groovy",
+    ".rs": "Rust",
+    ".c": "C",
+    ".h": "C",
+    ".cc": "C++",
+    ".cpp": "C++",
+    ".cxx": "C++",
+    ".hh": "C++",
+    ".hpp": "C++",
+    ".hxx": "C++",
+    ".cs": "C#",
+    ".fs": "F#",
+    ".rb": "Ruby",
+    ".php": "PHP",
+    ".swift": "Swift",
+    ".m": "Objective-C",
+    ".mm": "Objective-C++",
+    ".dart": "Dart",
+    ".lua": "Lua",
+    ".pl": "Perl",
+    ".pm": "Perl",
+    ".r": "R",
+    ".jl": "Julia",
+    ".ex": "Elixir",
+    ".exs": "Elixir",
+    ".erl": "Erlang",
+    ".hs": "Haskell",
+    ".ml": "OCaml",
+    ".clj": "Clojure",
+    ".zig": "Zig",
+    ".sh": "Shell",
+    ".bash": "Shell",
+    ".zsh": "Shell",
+    ".ps1": "PowerShell",
+    ".sql": "SQL",
+    ".html": "HTML",
+    ".htm": "HTML",
+    ".css": "CSS",
+    ".scss": "SCSS",
+    ".vue": "Vue",
+    ".svelte": "Svelte",
+    ".tf": "Terraform",
+    ".proto": "Protocol Buffers",
+    ".yaml": "YAML",
+    ".yml": "YAML",
+    ".json": "JSON",
+    ".toml": "TOML",
+    ".xml": "XML",
+    ".ini": "INI",
+    ".cfg": "INI",
+    ".md": "Markdown",
+    ".rst": "reStructuredText",
+    ".tex": "LaTeX",
+}
+#: File names (without directories) whose language no extension tells.
+LANGUAGES_BY_NAME: dict[str, str] = {
+    "Dockerfile": "Dockerfile",
+    "Containerfile": "Dockerfile",
+    "Makefile": "Makefile",
+    "GNUmakefile": "Makefile",
+    "CMakeLists.txt": "CMake",
+    "Gemfile": "Ruby",
+    "Rakefile": "Ruby",
+    "Jenkinsfile": "Groovy",
+    "BUILD": "Starlark",
+    "BUILD.bazel": "Starlark",
+    "WORKSPACE": "Starlark",
+}
+
+
+def language_of(path: str) -> str:
+    """The language of the file at ``path``, from its name or extension; "" when unknown."""
+    name = path.rsplit("/", 1)[-1]
+    if name in LANGUAGES_BY_NAME:
+        return LANGUAGES_BY_NAME[name]
+    dot = name.rfind(".")
+    return LANGUAGES_BY_EXTENSION.get(name[dot:].lower(), "") if dot > 0 else ""

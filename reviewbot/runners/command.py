@@ -41,10 +41,12 @@ def run_command_job(
     engines: EngineProvider,
     review_drafts: bool = False,
     locks: PullLocks = PROCESS_LOCKS,
+    changed_lines: bool = True,
 ) -> Outcome:
     """Carry out the command of ``job`` and answer it once; idempotent.
 
     ``locks``: the pull request's lock, held from re-reading the markers to answering.
+    ``changed_lines``: the server's default of the repositories' ``changed_lines`` key.
     """
     if not job.interactive or job.comment_id is None or job.comment_type is None:
         raise ValueError(f"run_command_job cannot run a {job.kind!r} job")
@@ -66,6 +68,7 @@ def run_command_job(
         posted,
         review_drafts,
         locks,
+        changed_lines,
     )
 
     def finish(reaction: str | None) -> None:

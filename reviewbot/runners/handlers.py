@@ -41,12 +41,22 @@ from reviewbot.github.markers import (
 from reviewbot.github.payload import build_review_payload
 from reviewbot.jobs.commands import COMMANDS, Command, CommandError, parse_command
 from reviewbot.jobs.job import Job
+from reviewbot.review.confidence import below_confidence, rated, sure_enough
 from reviewbot.review.diffplan import plan_diff
-from reviewbot.review.findings import Comment, Finding, Review, fingerprint
-from reviewbot.review.pipeline import attach_revision, review_plan, to_comment
+from reviewbot.review.findings import Comment, Finding, Review, anchored_code, fingerprint
+from reviewbot.review.pipeline import (
+    attach_revision,
+    critique_prompts,
+    not_posted,
+    review_plan,
+    revise_prompts,
+    to_comment,
+)
+from reviewbot.review.prompts import hunk_original
 from reviewbot.review.units import ReviewUnit
 from reviewbot.runners.ports import PROCESS_LOCKS, EngineProvider, GitHubPort, Outcome, PullLocks
-from reviewbot.runners.review import run_review_job
+from reviewbot.runners.review import head_reader, run_review_job
+from reviewbot.settings.defaults import ReviewOptions
 from reviewbot.settings.repo import RepoConfig, RepoConfigError
 
 log = logging.getLogger(__name__)
@@ -75,6 +85,13 @@ class CommandContext:
     """The server's default for repositories that do not say whether drafts are reviewed."""
     locks: PullLocks = PROCESS_LOCKS
     """The pull request's lock, held from re-reading the markers to posting."""
+    changed_lines: bool = True
+    """The server's default for repositories that do not say whether the model is shown
+    which lines the pull request changed."""
+
+    def options(self, config: RepoConfig) -> ReviewOptions:
+        """What a review produces for this repository (its settings over the server's)."""
+        return config.review_options(server_changed_lines=self.changed_lines)
 
     @property
     def head(self) -> str:
@@ -157,7 +174,13 @@ def review(ctx: CommandContext) -> Outcome:
     """A full review now (no interdiff); the review itself answers the comment."""
     job = replace(ctx.job, kind="review")
     outcome = run_review_job(
-        job, ctx.gh, ctx.engines, ctx.review_drafts, reply_to=job.comment_id, locks=ctx.locks
+        job,
+        ctx.gh,
+        ctx.engines,
+        ctx.review_drafts,
+        reply_to=job.comment_id,
+        locks=ctx.locks,
+        changed_lines=ctx.changed_lines,
     )
     if outcome.status in ("posted", "already-answered"):
         return outcome
@@ -206,18 +229,24 @@ def _revise_thread(ctx: CommandContext, config: RepoConfig) -> Outcome:
     root = thread[0]
     start, end = _thread_lines(root)
     assert root.path is not None
-    unit = thread_unit(root.path, ctx.gh.file_text(job.repo, root.path, ctx.head), start, end)
+    text = ctx.gh.file_text(job.repo, root.path, ctx.head)
+    unit = thread_unit(root.path, text, start, end)
     critique = revise_comment(_history(thread, job.comment_id), ctx.command.args)
     if not critique:
         raise CommandError("say what to change: `/revise <instructions>`")
     engine = ctx.engines(config.adapter)
-    prompt = engine.renderer.task(
-        "revise", config.extra_instructions, ORIGINAL=unit.original, CRITIQUE=critique
-    )
+    options = ctx.options(config)
+    (prompt,) = revise_prompts([Finding(unit, critique)], engine.renderer, options)
     (completion,) = engine.generate([prompt])
-    options = config.review_options()
-    reply_id = ctx.reply(revision_reply(unit, completion, options.min_suggestion_similarity))
-    return Outcome("answered", reply_id)
+    reply = revision_reply(
+        unit,
+        completion,
+        options.min_suggestion_similarity,
+        file_text=text,
+        unparsable=options.unparsable,
+        critique=critique,
+    )
+    return Outcome("answered", ctx.reply(reply))
 
 
 def _unit_for(plan_units: tuple[ReviewUnit, ...], c: CommentInfo) -> ReviewUnit | None:
@@ -258,22 +287,44 @@ def _revise_findings(ctx: CommandContext, config: RepoConfig) -> Outcome:
         ctx.reply("There are no unresolved reviewbot findings on the current diff to revise.")
         return Outcome("answered")
     engine = ctx.engines(config.adapter)
-    prompts = [
-        engine.renderer.task(
-            "revise", config.extra_instructions, ORIGINAL=f.unit.original, CRITIQUE=critique
-        )
-        for f, critique in targets
+    options = replace(ctx.options(config), revise=True)
+    # The repository's confidence threshold holds here too: each finding is rated
+    # against the critique prompt of its unit, and one below it is counted, not revised.
+    findings = [f for f, _ in targets]
+    scored = rated(
+        findings,
+        critique_prompts([f.unit for f in findings], engine.renderer, options),
+        engine.score,
+    )
+    unsure = [below_confidence(f) for f in scored if not sure_enough(f, options.min_confidence)]
+    targets = [
+        (f, critique)
+        for f, (_, critique) in zip(scored, targets, strict=True)
+        if sure_enough(f, options.min_confidence)
     ]
-    options = replace(config.review_options(), revise=True)
+    if not targets:
+        ctx.reply(
+            f"The {len(unsure)} unresolved reviewbot finding(s) on the current diff are below "
+            f"this repository's confidence threshold ({options.min_confidence:g}): "
+            "nothing to revise."
+        )
+        return Outcome("answered")
+    asked = [replace(f, critique=critique) for f, critique in targets]
+    prompts = revise_prompts(asked, engine.renderer, options)
+    read = head_reader(ctx.gh, job.repo, ctx.head)
     revised = [
-        attach_revision(f, completion, options)
+        attach_revision(f, completion, options, read)
         for (f, _), completion in zip(targets, engine.generate(prompts), strict=True)
     ]
     review = Review(
         units=tuple(f.unit for f in revised),
-        comments=tuple(_revision_comment(f) for f in revised if f.revision),
+        comments=tuple(
+            _revision_comment(f) for f in revised if f.revision and f.revision_dropped is None
+        ),
         summary=None,
         skipped=(),
+        dropped=(*unsure, *not_posted(revised)),
+        checks=tuple(f.syntax for f in revised if f.syntax is not None),
     )
     return Outcome("posted", ctx.post_review(review, "revise", config.max_comments))
 
@@ -282,7 +333,9 @@ def _revision_comment(finding: Finding) -> Comment:
     """The finding's revision as a comment; its fingerprint is the revision's own
     (the finding's is posted already), so the same revision is never posted twice."""
     c = to_comment(finding, revise=True)
-    key = fingerprint(c.path, f"revision {finding.critique}", c.suggestion or finding.revision)
+    code = anchored_code(finding.unit, c.start_line or c.line, c.line)
+    revision = c.suggestion or finding.revision
+    key = fingerprint(c.path, f"revision {finding.critique}", revision, code)
     return replace(c, fingerprint=key)
 
 
@@ -300,8 +353,8 @@ def summary(ctx: CommandContext) -> Outcome:
     config = ctx.config()
     plan = plan_diff(ctx.gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
     engine = ctx.engines(config.adapter)
-    options = replace(config.review_options(), revise=True, summary=True)
-    review = review_plan(plan, engine.generate, engine.renderer, options)
+    options = replace(ctx.options(config), revise=True, summary=True)
+    review = review_plan(plan, engine.generate, engine.renderer, options, score=engine.score)
     revised_units = sum(1 for c in review.comments if c.suggestion is not None)
     text = summary_reply(review.summary, ctx.head, revised_units)
     marker = review_marker(
@@ -319,9 +372,11 @@ def ask(ctx: CommandContext) -> Outcome:
     question = ctx.command.args
     if not question:
         raise CommandError("ask a question: `/ask <question>`")
+    options = ctx.options(config)
     if job.comment_type == "review":
         thread = ctx.gh.review_thread(job.repo, job.pr_number, job.comment_id)
-        code = thread[0].diff_hunk
+        root = thread[0]
+        code = hunk_original(root.diff_hunk, root.path or "", options.changed_lines, root.side)
         history = _history(thread, job.comment_id)
     else:
         code = pr_context(ctx.gh.pull_diff(job.repo, job.pr_number))
@@ -329,7 +384,8 @@ def ask(ctx: CommandContext) -> Outcome:
             ctx.gh.issue_comments(job.repo, job.pr_number), job.comment_id
         )
     engine = ctx.engines(config.adapter)
-    prompt = dialogue_renderer(engine.renderer).dialogue(ask_turns(code, history, question))
+    turns = ask_turns(code, history, question, options.response_language)
+    prompt = dialogue_renderer(engine.renderer).dialogue(turns)
     (completion,) = engine.generate([prompt])
     answer = clean_answer(completion)
     if not answer:

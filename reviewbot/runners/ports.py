@@ -65,11 +65,14 @@ class GitHubPort(Protocol):
 
 
 class ModelPort(Protocol):
-    """What the runners need of a model engine: its prompt renderer and generation."""
+    """What the runners need of a model engine: its prompt renderer, generation, and
+    scoring (the mean log-probability per token of each completion given its prompt,
+    teacher-forced: what a finding's confidence is computed from)."""
 
     renderer: Renderer
 
     def generate(self, prompts: list[str]) -> list[str]: ...
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]: ...
 
 
 class PullLocks(Protocol):

@@ -27,7 +27,7 @@ from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, current_deadline
 from reviewbot.jobs.job import HEAD_REVIEW_KINDS, Job
 from reviewbot.review.diffplan import plan_diff
 from reviewbot.review.interdiff import restrict_to_interdiff
-from reviewbot.review.pipeline import review_plan
+from reviewbot.review.pipeline import ReadFile, review_plan
 from reviewbot.runners.ports import (
     PROCESS_LOCKS,
     EngineProvider,
@@ -83,6 +83,7 @@ def run_review_job(
     review_drafts: bool = False,
     reply_to: int | None = None,
     locks: PullLocks = PROCESS_LOCKS,
+    changed_lines: bool = True,
 ) -> Outcome:
     """Review the PR at ``job.head_sha`` and post one review; idempotent.
 
@@ -95,6 +96,8 @@ def run_review_job(
     with a readable message and is returned, never dropped silently.
     ``reply_to``: the /review comment this review answers (marked in its body).
     ``locks``: the pull request's lock, held from re-reading the markers to posting.
+    ``changed_lines``: the server's default for repositories whose configuration does
+    not say whether the model is shown which lines the pull request changed.
 
     The check run carries the job's key as its ``external_id``: an attempt after a
     transient error or a killed worker finds the run an earlier attempt left in
@@ -126,7 +129,16 @@ def run_review_job(
     result: CheckRunResult | None = None
     try:
         done, result = _review(
-            job, gh, engines, posted, pull.draft, review_drafts, reply_to, stages, locks
+            job,
+            gh,
+            engines,
+            posted,
+            pull.draft,
+            review_drafts,
+            reply_to,
+            stages,
+            locks,
+            changed_lines,
         )
         if done.status in ("already-reviewed", "already-answered") and (
             gh.find_check_run(job.repo, job.head_sha, job.key) != check_id
@@ -205,6 +217,7 @@ def _review(
     reply_to: int | None = None,
     stages: Stages | None = None,
     locks: PullLocks = PROCESS_LOCKS,
+    changed_lines: bool = True,
 ) -> tuple[Outcome, CheckRunResult]:
     """Plan, generate, then post under the pull request's lock.
 
@@ -233,7 +246,15 @@ def _review(
             log.info("%s: %d unit(s) unchanged since %s", job.key, unchanged, since[:7])
     engine = engines(config.adapter)
     stages.done("model")
-    review = review_plan(plan, engine.generate, engine.renderer, config.review_options())
+    options = config.review_options(server_changed_lines=changed_lines)
+    review = review_plan(
+        plan,
+        engine.generate,
+        engine.renderer,
+        options,
+        score=engine.score,
+        read_file=head_reader(gh, job.repo, job.head_sha),
+    )
     stages.done("generate")
     with locks.hold(job.repo, job.pr_number):
         fresh = gh.markers(job.repo, job.pr_number, conversation=reply_to is not None)
@@ -256,6 +277,26 @@ def _review(
         review_id = gh.post_review(job.repo, job.pr_number, payload)
     log.info("%s: posted review %d (%d inline)", job.key, review_id, len(payload.inline))
     return Outcome("posted", review_id), check_run_success(payload, job.head_sha)
+
+
+def head_reader(gh: GitHubPort, repo: str, head_sha: str) -> ReadFile:
+    """The pipeline's ``read_file``: a file's text at the reviewed head, from GitHub.
+
+    Called only for files with a suggestion to parse. A file GitHub will not give
+    (too large, not UTF-8, gone) is None: its suggestions are parsed with their
+    hunk only (logged). A transient error propagates, for the queue to retry the job.
+    """
+
+    def read(path: str) -> str | None:
+        try:
+            return gh.file_text(repo, path, head_sha)
+        except TransientGitHubError:
+            raise
+        except GitHubError as e:
+            log.info("%s: cannot read %s at %s (%s): hunk only", repo, path, head_sha[:7], e)
+            return None
+
+    return read
 
 
 def _posted_elsewhere(head_sha: str) -> CheckRunResult:

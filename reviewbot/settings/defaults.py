@@ -163,6 +163,15 @@ class ReviewOptions:
 #: a finding needs to be posted. ``chill`` posts only what the model is surest of.
 PROFILES: dict[str, float] = {"chill": 0.5, "assertive": 0.0}
 DEFAULT_PROFILE = "chill"
+#: How a finding's confidence is computed from the model's scores of its critique and
+#: of NO_FINDING_ANSWER (reviewbot.review.confidence; bench/review_signal.py measures each).
+CONFIDENCE_METHODS: tuple[str, ...] = ("likelihood", "no-finding", "contrast")
+CONFIDENCE_METHOD = "contrast"
+#: The answer to a critique prompt that says a unit has no issue (scored against each
+#: critique by the ``no-finding`` and ``contrast`` methods).
+NO_FINDING_ANSWER = "The code looks good: no issues found."
+#: The reason a finding below the confidence threshold is counted, not posted.
+BELOW_CONFIDENCE = "below confidence"
 #: What happens to a suggestion that introduces a syntax error.
 UNPARSABLE_MODES: tuple[str, ...] = ("plain", "drop")
 #: At most this many ``path_instructions`` entries, each at most

@@ -31,6 +31,7 @@ from reviewbot.settings.defaults import (
     TASK_LIMIT_GRACE_MIN,
     VISIBILITY_TIMEOUT,
     GenerationSettings,
+    ReviewOptions,
 )
 from reviewbot.settings.defaults import (
     REVIEW_DRAFTS as DEFAULT_REVIEW_DRAFTS,
@@ -52,6 +53,7 @@ QUANTIZE = "REVIEWBOT_QUANTIZE"
 MAX_NEW_TOKENS = "REVIEWBOT_MAX_NEW_TOKENS"
 BOT_LOGIN = "REVIEWBOT_BOT_LOGIN"
 REVIEW_DRAFTS = "REVIEWBOT_REVIEW_DRAFTS"
+CHANGED_LINES = "REVIEWBOT_CHANGED_LINES"
 VISIBILITY = "REVIEWBOT_VISIBILITY_TIMEOUT"
 TIME_BUDGET = "REVIEWBOT_JOB_TIME_BUDGET"
 MAX_ATTEMPTS = "REVIEWBOT_JOB_MAX_ATTEMPTS"
@@ -103,6 +105,9 @@ class Settings:
     """Override of reviewbot's own login (an App's ``{slug}[bot]``, or the account of a
     token); unset, processes with the App's credentials learn it from GitHub (GET /app)."""
     review_drafts: bool = DEFAULT_REVIEW_DRAFTS
+    changed_lines: bool = ReviewOptions().changed_lines
+    """Show the model which lines a pull request changed, for repositories whose
+    ``.github/reviewbot.toml`` does not say (its ``changed_lines`` key)."""
     job_time_budget: int = JOB_TIME_BUDGET
     """Seconds one attempt at a job may take (see :attr:`task_time_limits`)."""
     job_max_attempts: int = JOB_MAX_ATTEMPTS
@@ -141,6 +146,10 @@ class Settings:
             bot_login=_bot_login(env),
             review_drafts=_or(
                 env.parse(REVIEW_DRAFTS, _bool, "must be true or false"), DEFAULT_REVIEW_DRAFTS
+            ),
+            changed_lines=_or(
+                env.parse(CHANGED_LINES, _bool, "must be true or false"),
+                ReviewOptions().changed_lines,
             ),
             visibility_timeout=env.parse(VISIBILITY, _positive_int, "must be a positive integer")
             or VISIBILITY_TIMEOUT,
@@ -253,6 +262,7 @@ class Settings:
             "max_new_tokens": self.max_new_tokens,
             "bot_login": self.bot_login,
             "review_drafts": self.review_drafts,
+            "changed_lines": self.changed_lines,
             "visibility_timeout": self.visibility_timeout,
             "job_time_budget": self.job_time_budget,
             "job_max_attempts": self.job_max_attempts,
