@@ -273,6 +273,14 @@ def discrimination(model: CachedModel, sides: list[Side], options: ReviewOptions
     for name in (*CONFIDENCE_METHODS, "survives_noise", "lines"):
         a, se = auc([float(r[name]) for r in pos], [float(r[name]) for r in neg])
         aucs[name] = {"auc": round(a, 4), "se": round(se, 4)}
+    # The same, among the critiques noise control lets through (what a threshold sorts).
+    found = {}
+    for name in CONFIDENCE_METHODS:
+        a, se = auc(
+            [float(r[name]) for r in pos if r["survives_noise"]],
+            [float(r[name]) for r in neg if r["survives_noise"]],
+        )
+        found[name] = {"auc": round(a, 4), "se": round(se, 4)}
     spread = {}
     for side, group in (("commented", pos), ("uncommented", neg)):
         values = sorted(r[CONFIDENCE_METHOD] for r in group)
@@ -284,7 +292,7 @@ def discrimination(model: CachedModel, sides: list[Side], options: ReviewOptions
             "q75": round(_quantile(values, 0.75), 4),
             "max": round(values[-1], 4),
         }
-    return {"auc": aucs, "confidence_spread": spread, "units": rows}
+    return {"auc": aucs, "auc_findings": found, "confidence_spread": spread, "units": rows}
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -408,6 +416,19 @@ def _pct(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / whole:.0f} %)" if whole else "0/0"
 
 
+#: Thresholds the sweep table shows (the profiles' are among them).
+SWEEP: tuple[float, ...] = tuple(sorted({0.5, 0.8, 0.9, 0.95, *PROFILES.values()}))
+
+
+def _kept(run: dict[str, Any], side: str, threshold: float) -> str:
+    """Of ``side``'s critiques that pass noise control, how many reach ``threshold``."""
+    rows = run["discrimination"]["units"]
+    found = [u for u in rows if u["side"] == side and u["survives_noise"]]
+    kept = sum(u[CONFIDENCE_METHOD] >= threshold for u in found)
+    added = sum(u["added"] for u in rows if u["side"] == side)
+    return f"{kept}/{len(found)} ({100 * kept / max(added, 1):.1f})"
+
+
 def tables(r: dict[str, Any]) -> str:
     runs = r["runs"]
     heads = [run["label"] for run in runs]
@@ -452,6 +473,20 @@ def tables(r: dict[str, Any]) -> str:
             for m in names
         ],
     )
+    table(
+        "AUC among the critiques past noise control (what a threshold sorts)",
+        [
+            (
+                names[m] + (" *" if m == CONFIDENCE_METHOD else ""),
+                [
+                    f"{run['discrimination']['auc_findings'][m]['auc']:.3f} ± "
+                    f"{run['discrimination']['auc_findings'][m]['se']:.3f}"
+                    for run in runs
+                ],
+            )
+            for m in CONFIDENCE_METHODS
+        ],
+    )
     spread_rows = []
     for side in ("commented", "uncommented"):
         spread_rows.append(
@@ -466,6 +501,16 @@ def tables(r: dict[str, Any]) -> str:
             )
         )
     table("Confidence of the critiques", spread_rows)
+    sweep_rows = []
+    for threshold in SWEEP:
+        for side in ("commented", "uncommented"):
+            sweep_rows.append(
+                (
+                    f">= {threshold:g}, {side}: findings kept (per 100 added lines)",
+                    [_kept(run, side, threshold) for run in runs],
+                )
+            )
+    table("Findings past noise control kept at each threshold", sweep_rows)
     prof_rows = []
     for name in PROFILES:
         p0 = runs[0]["profiles"][name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -39,14 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"reviewbot {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--env-file",
+        default=ENV_FILE,
+        metavar="PATH",
+        help=f"settings file read by {', '.join(ENV_FILE_COMMANDS)} (default: {ENV_FILE} "
+        "in the current directory, if there is one); the environment wins over it",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_review(sub)
     _add_serve(sub)
     _add_worker(sub)
     _add_dead_letters(sub)
+    _add_doctor(sub)
     from finetune.cli import register as register_finetune
+    from reviewbot.cli_setup import register as register_setup
 
     register_finetune(sub)
+    register_setup(sub)
     return parser
 
 
@@ -73,6 +84,14 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--loglevel", default="INFO")
     p.add_argument("--hostname", default=None, help="Celery node name")
+    p.add_argument(
+        "--gpus",
+        default=None,
+        metavar="IDS",
+        help="run and supervise one worker per GPU (comma-separated CUDA ids, e.g. 0,1,3): "
+        "each with CUDA_VISIBLE_DEVICES set, its own node name and metrics port; a crashed "
+        "worker is restarted, one that keeps failing at start is given up",
+    )
     p.set_defaults(func=cmd_worker)
 
 
@@ -95,17 +114,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def worker_argv(queues: str, loglevel: str, hostname: str | None = None) -> list[str]:
-    """The ``celery worker`` arguments of ``reviewbot worker`` (the end-to-end tests run
-    this same command).
+def worker_argv(
+    queues: str, loglevel: str, hostname: str | None = None, quiet: bool = False
+) -> list[str]:
+    """The ``celery`` arguments of ``reviewbot worker`` (the end-to-end tests run this
+    same command).
 
-    The prefork pool with one child: the child runs the jobs and loads the model once,
-    on its first job; the parent enforces Celery's time limits (the solo pool enforces
-    none), replaces a child that died, and has the job redelivered. Prefetch 1: one job
-    at a time. Gossip, mingle and heartbeats are off: reviewbot's workers share nothing
-    but the queue, and they would only add Redis traffic and startup time.
+    The prefork pool with one child: the child loads the model when it starts and then
+    runs the jobs (the worker consumes none before: :mod:`worker.readiness`); the
+    parent enforces Celery's time limits (the solo pool enforces none), replaces a
+    child that died, and has the job redelivered. Prefetch 1: one job at a time.
+    Gossip, mingle and heartbeats are off: reviewbot's workers share nothing but the
+    queue, and they would only add Redis traffic and startup time. ``quiet``: no
+    banner (JSON logs: every line is a JSON object).
     """
     argv = [
+        *(["--quiet"] if quiet else []),
         "worker",
         "--pool=prefork",
         "--concurrency=1",
@@ -122,12 +146,63 @@ def worker_argv(queues: str, loglevel: str, hostname: str | None = None) -> list
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A Celery worker with GPU-safe defaults (see :func:`worker_argv`)."""
-    _settings("worker")  # clear errors before Celery starts
+    """A Celery worker with GPU-safe defaults (see :func:`worker_argv`), or with
+    ``--gpus`` one per GPU under a supervisor (:mod:`worker.supervisor`). Exits
+    non-zero saying why when the worker cannot start (its model does not load)."""
+    from reviewbot.logs import configure as configure_logging
+
+    settings = _settings("worker")  # clear errors before Celery starts
+    fmt = configure_logging(service=True)  # again: an env file may have set the format
+    if args.gpus is not None:
+        return _supervise_gpus(args, settings.metrics_port)
+    from worker import readiness
     from worker.app import app
 
-    app.worker_main(worker_argv(args.queues, args.loglevel, args.hostname))
+    app.start(worker_argv(args.queues, args.loglevel, args.hostname, fmt == "json"))
+    if fmt != "json":  # Celery left its log proxies on stdout/stderr (JSON: keep them)
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    code = readiness.exit_code or EXIT_OK  # Celery's app.start does not return it
+    if code:
+        raise CliError(readiness.failure or f"the worker stopped with exit code {code}", code)
     return EXIT_OK
+
+
+def _supervise_gpus(args: argparse.Namespace, metrics_port: int) -> int:
+    """``reviewbot worker --gpus``: one ``reviewbot worker`` per GPU, supervised."""
+    from worker.supervisor import Supervisor, gpu_workers, parse_gpus
+
+    command = [sys.executable, "-m", "reviewbot.cli", *(["-v"] * args.verbose), "worker"]
+    command += [f"--queues={args.queues}", f"--loglevel={args.loglevel}"]
+    try:
+        gpus = parse_gpus(args.gpus)
+        specs = gpu_workers(gpus, command, args.hostname, metrics_port, os.environ)
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+    supervisor = Supervisor(specs)
+    code = supervisor.run()
+    if supervisor.gave_up:
+        raise CliError(supervisor.gave_up, code or EXIT_FAILURE)
+    return code
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check the settings, Redis, the GitHub App, the model, its memory and adapters",
+        description="Checks this deployment's settings (the environment and --env-file), "
+        "Redis, the GitHub App's credentials, the model and its memory need, bitsandbytes "
+        "and every adapter: one line each, ✓ or ✗ with the fix. Exit code 1 on any ✗.",
+    )
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from reviewbot.doctor.probes import run_checks
+    from reviewbot.doctor.report import healthy, render
+
+    checks = run_checks(os.environ)
+    print(render(checks))
+    return EXIT_OK if healthy(checks) else EXIT_FAILURE
 
 
 def _add_dead_letters(sub: argparse._SubParsersAction) -> None:
@@ -395,21 +470,73 @@ def cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: The settings file the service commands read (python-dotenv syntax, written by
+#: ``reviewbot setup``).
+ENV_FILE = ".env"
+#: The commands that read it.
+ENV_FILE_COMMANDS: tuple[str, ...] = ("setup", "doctor", "serve", "worker", "beat")
+
+
+def load_env_file(path: str, explicit: bool) -> Path | None:
+    """Read ``path`` (``KEY=VALUE`` lines) into the environment, never over a variable
+    the environment already has. A missing default file is no error; a missing file
+    named with ``--env-file`` is. Returns the file read, or None."""
+    from dotenv import dotenv_values
+
+    file = Path(path)
+    if not file.is_file():
+        if explicit:
+            raise CliError(f"--env-file {path}: no such file", EXIT_USAGE)
+        return None
+    try:
+        values = dotenv_values(file, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"cannot read {path}: {e}", EXIT_USAGE) from e
+    added = [k for k, v in values.items() if v is not None and k not in os.environ]
+    for key in added:
+        os.environ[key] = values[key]  # type: ignore[assignment]
+    log.info("read %d setting(s) from %s (the environment's own win)", len(added), file)
+    return file
+
+
+#: Libraries of the optional roles (pyproject's extras) → the extra that installs them.
+_EXTRA_OF: dict[str, str] = {
+    **dict.fromkeys(
+        ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "gguf", "tokenizers"),
+        "worker",
+    ),
+    "datasets": "finetune",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
-    # Services log with a timestamp and the process (a worker's job runs in its child).
-    if args.command in ("serve", "worker"):
-        fmt = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
-    else:
-        fmt = "%(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt)
+    # Services log with a timestamp and the process (a worker's job runs in its child);
+    # REVIEWBOT_LOG_FORMAT=json: one JSON object per line, in every process.
+    from reviewbot.logs import configure as configure_logging
+
+    configure_logging(level, service=args.command in ("serve", "worker"))
     try:
+        if args.command in ENV_FILE_COMMANDS:
+            # setup writes the file: that it does not exist yet is no error there
+            named = args.env_file != ENV_FILE and args.command != "setup"
+            load_env_file(args.env_file, explicit=named)
         return args.func(args)
     except CliError as e:
         print(f"reviewbot: error: {e}", file=sys.stderr)
         return e.code
+    except ImportError as e:
+        extra = _EXTRA_OF.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"reviewbot: error: `reviewbot {args.command}` needs {e.name}, which this "
+            f"installation lacks (a web-only install?): pip install 'reviewbot[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("reviewbot: interrupted", file=sys.stderr)
         return 130

@@ -34,9 +34,13 @@ class WorkerError(RuntimeError):
 
 
 class CeleryWorker:
-    """``reviewbot worker`` on the interactive and review queues (the default)."""
+    """``reviewbot worker`` on the interactive and review queues (the default).
+
+    Its metrics endpoint is off unless ``env`` sets ``REVIEWBOT_METRICS_PORT`` (tests
+    run several workers at once)."""
 
     def __init__(self, env: dict[str, str], log: Path, name: str = "e2e") -> None:
+        env = {"REVIEWBOT_METRICS_PORT": "0", **env}
         self.log = log
         self.out = open(log, "a")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

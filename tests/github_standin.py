@@ -7,6 +7,9 @@ stand-in so PyGithub can follow them), checks auth like GitHub (a JWT signed by
 the app's key for ``/app/...``, an issued installation token elsewhere),
 validates review comments against the PR's diff like GitHub (422 otherwise),
 records every request and can inject failures (5xx, 403/429 rate limits, 422).
+It also plays GitHub's web site in the App manifest flow (``web_url``: the "create
+app" pages redirect back with a code) and converts that code into the App, handing
+out ``app_private_key`` and ``app_webhook_secret``.
 
 Use the fixtures ``github`` and ``app_key`` from a test module by importing them::
 
@@ -271,7 +274,17 @@ class GitHubStandIn:
         """Every account the stand-in has shown, by lowercased login: (login, type)."""
         self.issued_tokens: list[str] = []
         self.seen_jwts: list[str] = []
+        self.app_private_key: str | None = None
+        """The PEM the manifest flow's conversion hands out (set it to the key whose
+        public half verifies the App's JWTs)."""
+        self.app_webhook_secret = "whsec-" + secrets.token_hex(16)
+        """The webhook secret the manifest flow's conversion hands out."""
+        self.manifests: list[dict[str, Any]] = []
+        """Each App manifest posted to the web "create app" page: ``org``, ``state``,
+        ``manifest`` (the parsed JSON)."""
+        self._manifest_codes: dict[str, tuple[float, dict[str, Any]]] = {}
         self._app = self._build_app()
+        self._manifest_app = self._build_manifest_app()
         self._server = make_server(
             "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler
         )
@@ -285,6 +298,8 @@ class GitHubStandIn:
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         """The Flask app, mounted under ``prefix`` (404 outside it)."""
         path = environ.get("PATH_INFO", "")
+        if _MANIFEST_WEB.fullmatch(path) or path.startswith(f"{self.prefix}/app-manifests/"):
+            return self._manifest_app(environ, start_response)  # GitHub's web, no auth
         if self.prefix and path == self.prefix.rsplit("/", 1)[0] + "/graphql":
             environ["PATH_INFO"] = "/graphql"  # GHE: /api/v3 → /api/graphql
         elif self.prefix:
@@ -1486,6 +1501,129 @@ class GitHubStandIn:
                 fields["completed_at"] = _now_iso()
             repo.check_runs[run_id] = self._check_run_json(repo, run_id, fields)
             return _json(repo.check_runs[run_id])
+
+    # -- GitHub's App manifest flow ---------------------------------------------------
+
+    @property
+    def web_url(self) -> str:
+        """GitHub's web site on the stand-in (``reviewbot setup --github-url``)."""
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def _build_manifest_app(self) -> Flask:
+        """GitHub's web "create app" pages and the unauthenticated conversion endpoint."""
+        app = Flask(f"github-standin-manifest-{id(self)}")
+        app.before_request(self._record_manifest_request)
+        app.add_url_rule("/settings/apps/new", "new_app", self._new_app, methods=["POST"])
+        app.add_url_rule(
+            "/organizations/<org>/settings/apps/new",
+            "new_org_app",
+            self._new_app,
+            methods=["POST"],
+        )
+        app.add_url_rule(
+            f"{self.prefix}/app-manifests/<code>/conversions",
+            "conversion",
+            self._manifest_conversion,
+            methods=["POST"],
+        )
+        app.register_error_handler(404, lambda e: _error(404, "Not Found"))
+        app.register_error_handler(405, lambda e: _error(404, "Not Found"))
+        return app
+
+    def _record_manifest_request(self) -> None:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        body = request.get_json(silent=True) if request.is_json else None
+        credential = self._credential()
+        with self._lock:
+            self._requests.append(
+                RecordedRequest(
+                    request.method,
+                    request.path,
+                    dict(request.args.items()),
+                    headers,
+                    body,
+                    credential[0] if credential else None,
+                )
+            )
+
+    def _new_app(self, org: str | None = None) -> Response:
+        """The form POST of a manifest (``manifest`` field, ``state`` in the query): the
+        person confirms at once; 302 to the manifest's ``redirect_url`` with
+        ``?code=...&state=...`` (GitHub's flow, step 2)."""
+        try:
+            manifest = json.loads(request.form.get("manifest", ""))
+        except ValueError:
+            return Response("Invalid manifest: not JSON", 400, content_type="text/plain")
+        problem = _manifest_problem(manifest)
+        if problem:
+            return Response(f"Invalid manifest: {problem}", 422, content_type="text/plain")
+        state = request.args.get("state")
+        code = secrets.token_hex(10)
+        with self._lock:
+            self.manifests.append({"org": org, "state": state, "manifest": manifest})
+            self._manifest_codes[code] = (time.time(), {"org": org, "manifest": manifest})
+        query = {"code": code} if state is None else {"code": code, "state": state}
+        target = manifest["redirect_url"]
+        location = f"{target}{'&' if '?' in target else '?'}{urlencode(query)}"
+        return Response(status=302, headers={"Location": location})
+
+    def _manifest_conversion(self, code: str) -> Response:
+        """``POST /app-manifests/{code}/conversions``: the App (id ``app_id``, slug
+        ``APP_SLUG`` whatever the name) with its key, webhook secret and client
+        credentials; a code works once, for an hour (404 otherwise)."""
+        with self._lock:
+            issued, entry = self._manifest_codes.pop(code, (0.0, None))
+            pem = self.app_private_key
+        if entry is None or time.time() - issued > 3600:
+            return _error(404, "Not Found")
+        if pem is None:
+            return _error(500, "stand-in: set app_private_key before the manifest flow")
+        manifest, org = entry["manifest"], entry["org"]
+        owner = self._user(org, "Organization") if org else self._user("Codertocat")
+        return _json(
+            {
+                "id": self.app_id,
+                "slug": APP_SLUG,
+                "node_id": _node_id("A", self.app_id),
+                "owner": owner,
+                "name": manifest.get("name") or APP_SLUG,
+                "description": manifest.get("description") or "",
+                "external_url": manifest["url"],
+                "html_url": f"{self.web_url}/apps/{APP_SLUG}",
+                "created_at": _now_iso(),
+                "updated_at": _now_iso(),
+                "permissions": dict(manifest.get("default_permissions") or {}),
+                "events": list(manifest.get("default_events") or []),
+                "installations_count": 0,
+                "client_id": f"Iv1.{hashlib.sha1(str(self.app_id).encode()).hexdigest()[:16]}",
+                "client_secret": secrets.token_hex(20),
+                "webhook_secret": self.app_webhook_secret,
+                "pem": pem,
+            },
+            201,
+        )
+
+
+#: GitHub's web pages that create an App from a manifest (user, organisation).
+_MANIFEST_WEB = re.compile(r"/(?:organizations/[^/]+/)?settings/apps/new/?")
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """Why GitHub would refuse this manifest (its documented parameters), or None."""
+    if not isinstance(manifest, dict):
+        return "the manifest must be a JSON object"
+    if not isinstance(manifest.get("url"), str) or not manifest["url"]:
+        return "url is required"
+    hook = manifest.get("hook_attributes")
+    if hook is not None and (not isinstance(hook, dict) or not hook.get("url")):
+        return "hook_attributes needs a url"
+    if not isinstance(manifest.get("redirect_url"), str):
+        return "redirect_url is required (by the stand-in)"
+    if not isinstance(manifest.get("default_permissions", {}), dict):
+        return "default_permissions must be an object"
+    if not isinstance(manifest.get("default_events", []), list):
+        return "default_events must be a list"
+    return None
 
 
 # --- validation and responses ----------------------------------------------------------

@@ -59,8 +59,12 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-#: The unsure critique's confidence: half the chill threshold (above assertive's 0).
-UNSURE_CONFIDENCE = PROFILES["chill"] / 2
+#: The sure critique's confidence: between chill's threshold and 1.
+SURE_CONFIDENCE = (1 + PROFILES["chill"]) / 2
+#: The unsure critique's confidence: between the assertive and the chill thresholds.
+UNSURE_CONFIDENCE = (PROFILES["assertive"] + PROFILES["chill"]) / 2
+#: The scripted mean token log-probability of the "no issues" answer.
+NONE_SCORE = -4.0
 
 
 class Model:
@@ -80,11 +84,11 @@ class Model:
 
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         self.scored.append(list(zip(prompts, completions, strict=True)))
-        # "no issues" scores -1 per token; contrast = sigmoid(l_c + 1)
+        # "no issues" scores -4 per token; contrast = sigmoid(l_c + 4)
         table = {
-            NO_FINDING_ANSWER: -1.0,
-            SURE: -0.1,
-            UNSURE: logit(UNSURE_CONFIDENCE) - 1.0,
+            NO_FINDING_ANSWER: NONE_SCORE,
+            SURE: logit(SURE_CONFIDENCE) + NONE_SCORE,
+            UNSURE: logit(UNSURE_CONFIDENCE) + NONE_SCORE,
         }
         return [table[c] for c in completions]
 
@@ -117,9 +121,10 @@ def test_one_batched_score_call_scores_each_critique_and_the_no_issues_answer() 
     assert model.scored == [
         [("p1", SURE), ("p2", UNSURE), ("p1", NO_FINDING_ANSWER), ("p2", NO_FINDING_ANSWER)]
     ]
-    assert none == [-1.0, -1.0] and crit[0] == -0.1
+    assert none == [NONE_SCORE] * 2 and crit[0] == logit(SURE_CONFIDENCE) + NONE_SCORE
     model.scored.clear()
-    assert confidences(["p1"], [SURE], model.score, "likelihood") == [pytest.approx(0.905, 1e-3)]
+    likely = math.exp(logit(SURE_CONFIDENCE) + NONE_SCORE)
+    assert confidences(["p1"], [SURE], model.score, "likelihood") == [pytest.approx(likely)]
     assert model.scored == [[("p1", SURE)]]  # likelihood needs no "no issues" pass
     with pytest.raises(ValueError, match="score returned 1 scores for 2 completions"):
         raw_scores(["p"], [SURE], lambda ps, cs: [0.0])
@@ -138,7 +143,7 @@ def test_a_finding_below_the_threshold_is_counted_not_posted_and_json_has_confid
         ("app/users.py", 1, BELOW_CONFIDENCE)
     ]
     (cache,) = review.comments
-    assert cache.confidence == pytest.approx(1 / (1 + math.exp(-0.9)))
+    assert cache.confidence == pytest.approx(SURE_CONFIDENCE)
     # each critique scored against the very prompt it was generated from, in one call
     (pairs,) = model.scored
     prompts = critique_prompts(PLAN.units, renderer, options)
@@ -157,7 +162,7 @@ def test_no_revision_is_asked_for_a_finding_below_the_threshold() -> None:
 
 
 def test_profiles_decide_what_is_posted() -> None:
-    assert PROFILES["assertive"] == 0.0 < PROFILES["chill"] < 1.0
+    assert 0.0 < PROFILES["assertive"] < PROFILES["chill"] < 1.0
     assert DEFAULT_PROFILE == "chill"
     posted = {}
     for toml in ('profile = "chill"', 'profile = "assertive"', "min_confidence = 0.05", ""):

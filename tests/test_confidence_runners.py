@@ -29,18 +29,20 @@ from reviewbot.runners.command import run_command_job
 from reviewbot.runners.review import run_review_job
 from reviewbot.settings.defaults import BELOW_CONFIDENCE, NO_FINDING_ANSWER, PROFILES
 
-#: The unsure critique's confidence: half the chill threshold, above assertive's 0.
-UNSURE = PROFILES["chill"] / 2
+#: The sure critique's confidence: between chill's threshold and 1.
+SURE = (1 + PROFILES["chill"]) / 2
+#: The unsure critique's confidence: between the assertive and the chill thresholds.
+UNSURE = (PROFILES["assertive"] + PROFILES["chill"]) / 2
 
 
 def judge(prompt: str, completion: str) -> float:
-    """Mean token log-probabilities: "no issues" -1, MUTABLE -0.1 (confidence 0.71),
-    INJECTION such that its contrast confidence is UNSURE."""
+    """Mean token log-probabilities: "no issues" -4, INJECTION such that its contrast
+    confidence is UNSURE, anything else (MUTABLE) SURE."""
     if completion == NO_FINDING_ANSWER:
-        return -1.0
+        return -4.0
     if completion.startswith(INJECTION):
-        return math.log(UNSURE / (1 - UNSURE)) - 1.0
-    return -0.1
+        return math.log(UNSURE / (1 - UNSURE)) - 4.0
+    return math.log(SURE / (1 - SURE)) - 4.0
 
 
 @pytest.fixture

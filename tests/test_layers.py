@@ -3,11 +3,11 @@
 Bottom to top (README, "Layout"):
 
     settings/  →  review/  →  jobs/  →  github/ | model/  →  runners/ | state/  →
-    server/ | worker/
-    →  finetune/  →  reviewbot.cli
+    server/ | worker/ | setup/
+    →  finetune/ | cli_setup  →  reviewbot.cli
 
 The pure layers (settings, the review core, the job vocabulary, the GitHub edge's
-events/markers/payload/conversation, the runners) import no I/O library.
+events/markers/payload/conversation, the runners, setup's manifest) import no I/O library.
 """
 
 from __future__ import annotations
@@ -31,8 +31,13 @@ LAYERS: dict[str, int] = {
     "reviewbot.state": 4,
     "reviewbot.server": 5,
     "worker": 5,
+    "reviewbot.doctor": 5,
     "reviewbot.cli_errors": 5,
+    "reviewbot.logs": 5,
+    "reviewbot.metrics": 5,
+    "reviewbot.setup": 5,
     "finetune": 6,
+    "reviewbot.cli_setup": 6,
     "reviewbot.cli": 7,
 }
 #: Same-level parts that must not know each other.
@@ -40,6 +45,8 @@ SIBLINGS = [
     ("reviewbot.github", "reviewbot.model"),
     ("reviewbot.runners", "reviewbot.state"),
     ("reviewbot.server", "worker"),
+    ("reviewbot.setup", "reviewbot.server"),
+    ("reviewbot.setup", "worker"),
 ]
 #: Libraries that do I/O (network, processes, models, frameworks).
 IO_LIBRARIES = {
@@ -69,6 +76,7 @@ PURE = [
     "reviewbot/github/conversation.py",
     "reviewbot/github/data.py",
     "reviewbot/github/errors.py",
+    "reviewbot/setup/manifest.py",
 ]
 
 

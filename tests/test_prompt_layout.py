@@ -300,15 +300,14 @@ def test_a_review_renders_each_unit_with_its_own_guidelines_and_the_language(gh)
 
 def test_the_server_default_hides_changed_lines_unless_the_repository_asks(gh) -> None:
     model = ScriptedModel(answer)
-    run_review_job(Job("auto", REPO, 1, NUMBER, HEAD), gh, model.engines, changed_lines=False)
+    hidden = Settings.from_env({"REVIEWBOT_CHANGED_LINES": "false"}).review_defaults()
+    run_review_job(Job("auto", REPO, 1, NUMBER, HEAD), gh, model.engines, defaults=hidden)
     assert all("CHANGED:" not in p for p in model.prompts_for("critique"))
     assert "\n    log(name)\n" in model.prompts_for("critique")[0]
 
     again = ScriptedModel(answer)
     job = Job("auto", REPO, 1, NUMBER, HEAD)
-    run_review_job(
-        job, make_gh(CONFIG + "changed_lines = true\n"), again.engines, changed_lines=False
-    )
+    run_review_job(job, make_gh(CONFIG + "changed_lines = true\n"), again.engines, defaults=hidden)
     assert all("CHANGED:" in p for p in again.prompts_for("critique"))
 
 
@@ -317,7 +316,8 @@ def test_the_server_setting_is_read_from_the_environment() -> None:
     assert Settings.from_env({"REVIEWBOT_CHANGED_LINES": "false"}).changed_lines is False
     with pytest.raises(SettingsError, match="REVIEWBOT_CHANGED_LINES must be true or false"):
         Settings.from_env({"REVIEWBOT_CHANGED_LINES": "sometimes"})
-    assert parse_repo_config("").review_options(server_changed_lines=False).changed_lines is False
+    server = Settings.from_env({"REVIEWBOT_CHANGED_LINES": "false"}).review_defaults()
+    assert parse_repo_config("").review_options(server).changed_lines is False
 
 
 def test_ask_in_a_thread_sees_the_threads_code_in_the_layout_and_answers_in_german(gh) -> None:

@@ -16,6 +16,7 @@ from reviewbot.settings.defaults import (
     ReviewOptions,
 )
 from reviewbot.settings.repo import RepoConfig, RepoConfigError, parse_repo_config
+from reviewbot.settings.server import Settings, SettingsError
 
 FULL = """
 include = ["src/*", "*.py"]
@@ -202,11 +203,20 @@ def test_the_review_signal_keys_are_parsed_and_reach_the_options() -> None:
 
 
 def test_profiles_map_to_their_thresholds_and_unset_keys_follow_the_server() -> None:
-    assert RepoConfig().confidence_threshold == PROFILES["chill"]
+    assert RepoConfig().confidence_threshold is None  # unset: the server's profile
+    assert RepoConfig().review_options().min_confidence == PROFILES["chill"]
     assert parse_repo_config('profile = "assertive"').confidence_threshold == PROFILES["assertive"]
     assert PROFILES["chill"] > PROFILES["assertive"]
-    assert RepoConfig().review_options(server_changed_lines=False).changed_lines is False
+    server = Settings.from_env(
+        {"REVIEWBOT_CHANGED_LINES": "false", "REVIEWBOT_PROFILE": "assertive"}
+    ).review_defaults()
+    assert RepoConfig().review_options(server).changed_lines is False
+    assert RepoConfig().review_options(server).min_confidence == PROFILES["assertive"]
+    chill = parse_repo_config('profile = "chill"').review_options(server)
+    assert chill.min_confidence == PROFILES["chill"]  # the repository's say wins
     assert RepoConfig().review_options().changed_lines is True
+    with pytest.raises(SettingsError, match="REVIEWBOT_PROFILE"):
+        Settings.from_env({"REVIEWBOT_PROFILE": "grumpy"})
     assert parse_repo_config(RepoConfig().to_toml_summary()) == RepoConfig()
 
 

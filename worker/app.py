@@ -3,15 +3,22 @@
 Start a worker with ``reviewbot worker``: Celery's prefork pool with one child
 process, which runs the jobs; the parent only talks to Redis and enforces Celery's
 time limits (the solo pool enforces none). Importing this module loads no model:
-the child loads it lazily, once, on its first job (and a replacement child, after
-one was killed, on its own first job).
+the child loads it when it starts, before it takes a job, and the worker consumes
+jobs only once it has (:mod:`worker.readiness`; a replacement child, after one was
+killed, loads it again). Two bootsteps of the parent: ``worker.observe:Observe``
+(metrics, log set-up) and ``worker.readiness:WaitForModel``.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
 
-from reviewbot.settings.defaults import QUEUE_REVIEWS
+from celery import Celery, signals
+from celery.utils.log import get_multiprocessing_logger
+
+from reviewbot import logs
+from reviewbot.settings.defaults import QUEUE_REVIEWS, WORKER_STARTUP_GRACE
 from reviewbot.settings.server import Settings, SettingsError
 
 
@@ -56,11 +63,30 @@ def make_celery(settings: Settings) -> Celery:
         task_create_missing_queues=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # The child loads the model before it says it is up: give it the load's time.
+        worker_proc_alive_timeout=settings.model_load_timeout + WORKER_STARTUP_GRACE,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
     )
+    app.steps["worker"].update({"worker.observe:Observe", "worker.readiness:WaitForModel"})
     return app
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def format_celery_loggers(logger: logging.Logger | None = None, **_: Any) -> None:
+    """After Celery set up its logging (in the worker and in its job process): the
+    handlers it added to its own loggers (billiard's, tasks') write lines in
+    reviewbot's format (:mod:`reviewbot.logs`: text or JSON). The root logger keeps
+    reviewbot's handler (``worker_hijack_root_logger`` is off)."""
+    fmt = logs.log_format()
+    loggers = [get_multiprocessing_logger()] + ([logger] if logger is not None else [])
+    for each in loggers:
+        for handler in each.handlers:
+            if not getattr(handler, "_reviewbot", False):
+                handler.setFormatter(logs.formatter(fmt))
+                handler.addFilter(logs.ContextFilter())
 
 
 app = make_celery(Settings.from_env())

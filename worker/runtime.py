@@ -1,12 +1,13 @@
 """Per-process worker state: settings, the GitHub App, the pull-request locks, the model.
 
-Everything here is created lazily, on the first job, inside the process that
-runs jobs (never in a parent that forks), and then reused for every job.
+Everything here is created inside the process that runs jobs (never in a parent
+that forks), once, and then reused for every job.
 
-The base model is loaded once per process; every adapter the server serves
-(``REVIEWBOT_ADAPTER``, ``REVIEWBOT_ADAPTERS``) is loaded once onto it, on first
-use, and each repository's job switches to its adapter without reloading the base
-(see :class:`reviewbot.model.serving.SharedBase`).
+The base model and every adapter the server serves (``REVIEWBOT_ADAPTER``,
+``REVIEWBOT_ADAPTERS``) are loaded when the job process starts
+(:func:`preload`, from :mod:`worker.readiness`), before it takes a job; each
+repository's job switches to its adapter without reloading the base (see
+:class:`reviewbot.model.serving.SharedBase`).
 
 The GitHub App learns its own identity (``GET /app``: the bot account whose
 comments alone count as reviewbot's) on the first job, once per process.
@@ -30,7 +31,7 @@ from reviewbot.settings.defaults import (
 from reviewbot.settings.server import Settings
 from worker.locks import RedisPullLocks
 
-if TYPE_CHECKING:  # torch is imported with the engine, on the first job only
+if TYPE_CHECKING:  # torch is imported with the engine, in the job process only
     from reviewbot.model.generation import Engine
     from reviewbot.model.serving import SharedBase
 
@@ -105,10 +106,24 @@ class ModelRuntime:
         path = self.adapter_dir(adapter_name, owner)
         return self.shared().engine(path)
 
+    def preload(self) -> SharedBase:
+        """Load the base model, the engine of repositories that name no adapter and
+        every adapter the server serves, now (errors propagate)."""
+        shared = self.shared()
+        shared.engine(self.settings.adapter)
+        for path in sorted(set(self.settings.adapters.values())):
+            shared.engine(path)
+        return shared
+
 
 @cache
 def model_runtime() -> ModelRuntime:
     return ModelRuntime(settings())
+
+
+def preload() -> SharedBase:
+    """Load this process's model and adapters (see :meth:`ModelRuntime.preload`)."""
+    return model_runtime().preload()
 
 
 def adapter_dir(name: str | None, owner: str | None = None) -> str | None:

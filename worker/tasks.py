@@ -8,6 +8,10 @@ delivery of a job is one attempt, counted before it runs
 with backoff; a job whose attempts are used up (by failures, or by deaths of its
 worker process that no code of that process could report) goes to the dead letters,
 and its check run or its command's reply says that reviewbot gave up.
+
+Every line logged while a job runs carries its key and delivery id
+(:func:`reviewbot.logs.context`); its outcome, stage timings, tokens, retries and
+dead letters go to the worker's metrics (:mod:`reviewbot.metrics`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from functools import cache, partial
 from typing import Any
 
 import redis
+from celery.exceptions import Retry
 
+from reviewbot import logs, metrics
 from reviewbot.github.errors import GitHubError, TransientGitHubError
 from reviewbot.jobs.deadline import Deadline, job_deadline
 from reviewbot.jobs.job import Job
@@ -34,6 +40,7 @@ from reviewbot.settings.defaults import (
 from worker import quotas, runtime
 from worker.app import app
 from worker.deadletters import DeadLetters
+from worker.observe import observed
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +77,25 @@ def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
     Automatic reviews go to the review runner, slash commands to the command runner.
     """
     job = Job.from_dict(job_data)
+    with logs.context(job=job.key, delivery=job.delivery_id):
+        try:
+            result = _run_job(self, job)
+        except Retry:
+            raise
+        except Exception:
+            metrics.worker().job(job.kind, "error")
+            raise
+    return result
+
+
+def _run_job(self: Any, job: Job) -> dict[str, Any]:
+    """:func:`run_job`, in its log context."""
     settings = runtime.settings()
     letters = dead_letters()
     if letters.is_dead(job):
         log.warning("job %s is in the dead letters: not run (requeue it to run it)", job.key)
         quotas.release(settings, job)
+        metrics.worker().job(job.kind, "dead-letter")
         return {"key": job.key, "status": "dead-letter", "review_id": None}
     wait = quotas.token_wait(settings, job)
     if wait:  # a wait, not an attempt: the installation used up its token budget
@@ -84,6 +105,7 @@ def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
             job.installation_id,
             wait,
         )
+        metrics.worker().retries.labels(reason="token-budget").inc()
         raise self.retry(countdown=wait)
     attempt, limit = letters.attempt(job), settings.job_max_attempts
     log.info("job %s started (attempt %d of %d)", job.key, attempt, limit)
@@ -95,20 +117,21 @@ def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
             return _give_up(job, gh, letters, limit, WORKER_DIED)
         with job_deadline(Deadline(settings.job_time_budget)):
             owner = job.repo.split("/")[0]
-            engines = quotas.metered(partial(runtime.engine, owner=owner), settings, job)
+            engines = quotas.metered(observed(partial(runtime.engine, owner=owner)), settings, job)
             outcome = run(
                 job,
                 gh,
                 engines,
                 review_drafts=runtime.settings().review_drafts,
                 locks=runtime.pull_locks(),
-                changed_lines=settings.changed_lines,
+                defaults=settings.review_defaults(),
             )
     except TransientGitHubError as e:
         if attempt >= limit:
             return _give_up(job, gh, letters, attempt, e)
         delay = retry_delay(attempt - 1, e.retry_after)
         log.warning("job %s: GitHub transient error, retry in %.0fs", job.key, delay)
+        metrics.worker().retries.labels(reason="github").inc()
         retrying = True
         raise self.retry(exc=e, countdown=delay) from e
     finally:
@@ -117,6 +140,7 @@ def run_job(self, job_data: dict[str, Any]) -> dict[str, Any]:
             letters.finished(job)
             quotas.release(settings, job)
     log.info("job %s finished: %s", job.key, outcome.status)
+    metrics.worker().job(job.kind, outcome.status, outcome.timings)
     return {"key": job.key, "status": outcome.status, "review_id": outcome.review_id}
 
 
@@ -127,6 +151,7 @@ def _give_up(
     why = error if isinstance(error, str) else f"GitHub kept failing ({error})"
     log.error("job %s: giving up after %d attempts: %s", job.key, attempts, why)
     letters.bury(job, attempts, why)
+    metrics.worker().dead_letters.labels(kind=job.kind).inc()
     if job.interactive:
         give_up(job, gh, error, locks=runtime.pull_locks(), attempts=attempts)
     else:
@@ -135,4 +160,5 @@ def _give_up(
         except GitHubError as e:
             log.error("job %s: could not report that it gave up: %s", job.key, e)
     log.info("job %s finished: gave-up", job.key)
+    metrics.worker().job(job.kind, "gave-up")
     return {"key": job.key, "status": "gave-up", "review_id": None}

@@ -113,12 +113,17 @@ class GitHubApp:
                 self._identity = self._learn_identity(installation_id)
             return self._identity
 
+    def app_login(self) -> str:
+        """The login GitHub gives the App's bot: ``{slug}[bot]`` from ``GET /app`` (as the
+        App, with a JWT: this checks the App id and the private key too)."""
+        as_app = make_github(self._app_auth, self.base_url, self.settings)
+        with GitHubClient(as_app, self.settings, self._sleep) as client:
+            return app_bot_login(client.app_slug())
+
     def _learn_identity(self, installation_id: int | None) -> BotIdentity:
         login = self.bot_login
         if login is None:
-            as_app = make_github(self._app_auth, self.base_url, self.settings)
-            with GitHubClient(as_app, self.settings, self._sleep) as client:
-                login = app_bot_login(client.app_slug())
+            login = self.app_login()
         if installation_id is None:
             gh = make_github(None, self.base_url, self.settings)
         else:

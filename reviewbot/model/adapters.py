@@ -12,10 +12,9 @@ import json
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reviewbot.model.loading import (
-    LoadedModel,
     ModelLoadError,
     load_config,
     looks_like_path,
@@ -113,7 +112,16 @@ def _peft_base_name(adapter: str) -> str | None:
     return str(value) if value else None
 
 
-def check_adapter_base(adapter: str, meta: dict[str, Any], base: LoadedModel) -> None:
+class BaseModel(Protocol):
+    """What :func:`check_adapter_base` reads of a base model (a
+    :class:`~reviewbot.model.loading.LoadedModel`, or only its config: ``doctor``)."""
+
+    config: Any
+    name: str
+    path: str
+
+
+def check_adapter_base(adapter: str, meta: dict[str, Any], base: BaseModel) -> None:
     """Refuse (ModelLoadError) an adapter trained on another base model than ``base``.
 
     The adapter's ``reviewbot.json`` records the base's signature (finetune/ writes

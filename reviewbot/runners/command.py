@@ -26,7 +26,13 @@ from reviewbot.jobs.job import Job
 from reviewbot.review.units import DiffError
 from reviewbot.runners.handlers import HANDLERS, AlreadyAnswered, CommandContext
 from reviewbot.runners.ports import PROCESS_LOCKS, EngineProvider, GitHubPort, Outcome, PullLocks
-from reviewbot.settings.defaults import REACTION_DONE, REACTION_FAILED, REACTION_RECEIVED
+from reviewbot.settings.defaults import (
+    REACTION_DONE,
+    REACTION_FAILED,
+    REACTION_RECEIVED,
+    SERVER_REVIEW_DEFAULTS,
+    ReviewOptions,
+)
 from reviewbot.settings.repo import RepoConfigError
 
 log = logging.getLogger(__name__)
@@ -41,12 +47,13 @@ def run_command_job(
     engines: EngineProvider,
     review_drafts: bool = False,
     locks: PullLocks = PROCESS_LOCKS,
-    changed_lines: bool = True,
+    defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS,
 ) -> Outcome:
     """Carry out the command of ``job`` and answer it once; idempotent.
 
     ``locks``: the pull request's lock, held from re-reading the markers to answering.
-    ``changed_lines``: the server's default of the repositories' ``changed_lines`` key.
+    ``defaults``: what a review produces where the repository does not say (the
+    server's profile threshold and ``changed_lines``).
     """
     if not job.interactive or job.comment_id is None or job.comment_type is None:
         raise ValueError(f"run_command_job cannot run a {job.kind!r} job")
@@ -68,7 +75,7 @@ def run_command_job(
         posted,
         review_drafts,
         locks,
-        changed_lines,
+        defaults,
     )
 
     def finish(reaction: str | None) -> None:

@@ -56,7 +56,7 @@ from reviewbot.review.prompts import hunk_original
 from reviewbot.review.units import ReviewUnit
 from reviewbot.runners.ports import PROCESS_LOCKS, EngineProvider, GitHubPort, Outcome, PullLocks
 from reviewbot.runners.review import head_reader, run_review_job
-from reviewbot.settings.defaults import ReviewOptions
+from reviewbot.settings.defaults import SERVER_REVIEW_DEFAULTS, ReviewOptions
 from reviewbot.settings.repo import RepoConfig, RepoConfigError
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,13 @@ class CommandContext:
     """The server's default for repositories that do not say whether drafts are reviewed."""
     locks: PullLocks = PROCESS_LOCKS
     """The pull request's lock, held from re-reading the markers to posting."""
-    changed_lines: bool = True
-    """The server's default for repositories that do not say whether the model is shown
-    which lines the pull request changed."""
+    defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS
+    """What a review produces where a repository does not say (the server's profile
+    threshold and ``changed_lines``)."""
 
     def options(self, config: RepoConfig) -> ReviewOptions:
         """What a review produces for this repository (its settings over the server's)."""
-        return config.review_options(server_changed_lines=self.changed_lines)
+        return config.review_options(self.defaults)
 
     @property
     def head(self) -> str:
@@ -180,7 +180,7 @@ def review(ctx: CommandContext) -> Outcome:
         ctx.review_drafts,
         reply_to=job.comment_id,
         locks=ctx.locks,
-        changed_lines=ctx.changed_lines,
+        defaults=ctx.defaults,
     )
     if outcome.status in ("posted", "already-answered"):
         return outcome

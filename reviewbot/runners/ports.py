@@ -9,9 +9,9 @@ The runners are written against these ports only: :class:`GitHubPort` (productio
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from reviewbot.github.data import CommentInfo, PullInfo
@@ -129,3 +129,6 @@ class Outcome:
     status: str
     review_id: int | None = None
     detail: str = ""
+    timings: Mapping[str, float] = field(default_factory=dict, compare=False)
+    """Seconds per stage of a review job (fetch, plan, model, generate, post), for the
+    worker's metrics; empty for jobs that reviewed nothing."""

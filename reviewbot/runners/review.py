@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from reviewbot.github.checks import (
     CheckRunResult,
@@ -35,6 +36,7 @@ from reviewbot.runners.ports import (
     Outcome,
     PullLocks,
 )
+from reviewbot.settings.defaults import SERVER_REVIEW_DEFAULTS, ReviewOptions
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def run_review_job(
     review_drafts: bool = False,
     reply_to: int | None = None,
     locks: PullLocks = PROCESS_LOCKS,
-    changed_lines: bool = True,
+    defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS,
 ) -> Outcome:
     """Review the PR at ``job.head_sha`` and post one review; idempotent.
 
@@ -96,8 +98,8 @@ def run_review_job(
     with a readable message and is returned, never dropped silently.
     ``reply_to``: the /review comment this review answers (marked in its body).
     ``locks``: the pull request's lock, held from re-reading the markers to posting.
-    ``changed_lines``: the server's default for repositories whose configuration does
-    not say whether the model is shown which lines the pull request changed.
+    ``defaults``: what a review produces where the repository's configuration does not
+    say (the server's profile threshold and ``changed_lines``).
 
     The check run carries the job's key as its ``external_id``: an attempt after a
     transient error or a killed worker finds the run an earlier attempt left in
@@ -138,7 +140,7 @@ def run_review_job(
             reply_to,
             stages,
             locks,
-            changed_lines,
+            defaults,
         )
         if done.status in ("already-reviewed", "already-answered") and (
             gh.find_check_run(job.repo, job.head_sha, job.key) != check_id
@@ -161,7 +163,7 @@ def run_review_job(
     if done.status != "failed":
         stages.mark("post")
         log.info("%s: timings: %s", job.key, stages)
-    return done
+    return replace(done, timings=dict(stages.seconds))
 
 
 def give_up_review(job: Job, gh: GitHubPort, attempts: int, why: str) -> Outcome:
@@ -217,7 +219,7 @@ def _review(
     reply_to: int | None = None,
     stages: Stages | None = None,
     locks: PullLocks = PROCESS_LOCKS,
-    changed_lines: bool = True,
+    defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS,
 ) -> tuple[Outcome, CheckRunResult]:
     """Plan, generate, then post under the pull request's lock.
 
@@ -246,7 +248,7 @@ def _review(
             log.info("%s: %d unit(s) unchanged since %s", job.key, unchanged, since[:7])
     engine = engines(config.adapter)
     stages.done("model")
-    options = config.review_options(server_changed_lines=changed_lines)
+    options = config.review_options(defaults)
     review = review_plan(
         plan,
         engine.generate,

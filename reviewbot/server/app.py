@@ -7,7 +7,8 @@ and for a job claims the delivery and the job key in Redis (:mod:`.dedupe`), rea
 👀 to a command's comment and enqueues (:mod:`.queue`). A delivery that could not be
 queued is answered 503 (its claims released) so a redelivery can succeed; the server
 never answers 500 and never drops a job silently. ``GET /healthz`` reports whether
-Redis answers.
+Redis answers; ``GET /metrics`` gives the Prometheus metrics (:mod:`reviewbot.metrics`):
+deliveries by event and outcome, response times, the depth of each queue.
 
 Run it with ``reviewbot serve`` (:func:`run_server`: gunicorn with worker timeouts) or
 under your own gunicorn: ``gunicorn 'reviewbot.server.app:create_app_from_env()'``.
@@ -16,6 +17,7 @@ under your own gunicorn: ``gunicorn 'reviewbot.server.app:create_app_from_env()'
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,8 +25,9 @@ import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from reviewbot import logs, metrics
 from reviewbot.github.data import BotIdentity
-from reviewbot.github.events import EventConfig, Ignored, Rejected, parse_delivery
+from reviewbot.github.events import HANDLERS, EventConfig, Ignored, Rejected, parse_delivery
 from reviewbot.jobs.commands import COMMANDS
 from reviewbot.jobs.job import Job
 from reviewbot.server.dedupe import Deduper
@@ -89,7 +92,12 @@ class WebhookHandler:
         )
 
     def handle(self, headers: Any, body: bytes) -> Answer:
-        """The answer to one delivery (its headers and raw body)."""
+        """The answer to one delivery (its headers and raw body); what is logged
+        meanwhile carries the delivery id (and the job key, once known)."""
+        with logs.context(delivery=_delivery(headers)):
+            return self._handle(headers, body)
+
+    def _handle(self, headers: Any, body: bytes) -> Answer:
         outcome = parse_delivery(headers, body, self.secrets, self.event_config())
         if isinstance(outcome, Rejected):
             level = logging.WARNING if outcome.status in (400, 401) else logging.INFO
@@ -101,7 +109,8 @@ class WebhookHandler:
             if outcome.status == "pong":
                 return {"status": "pong"}, 200
             return {"status": outcome.status, "reason": outcome.reason}, 200
-        return self._enqueue(outcome, outcome.delivery_id or "")
+        with logs.context(job=outcome.key):
+            return self._enqueue(outcome, outcome.delivery_id or "")
 
     def event_config(self) -> EventConfig:
         """reviewbot's own account for the event rules: as GitHub names it when the web
@@ -219,6 +228,7 @@ def create_app(
     account sent are ignored by its user id.
     """
     settings.require_web()
+    logs.hide(settings.secrets())
     client = redis_client if redis_client is not None else make_redis(settings.redis_url)
     if enqueue is None:
         from reviewbot.server.queue import CeleryEnqueuer
@@ -246,12 +256,28 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BODY_BYTES + 1
     app.extensions["reviewbot"] = handler
 
+    queues = metrics.QueueDepth(lambda: _queue_redis(settings.redis_url))
+
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:
-        length = request.content_length
-        if length is not None and length > MAX_WEBHOOK_BODY_BYTES:  # refused unread
-            return _json(_error(f"body over {MAX_WEBHOOK_BODY_BYTES} bytes", 413))
-        return _json(handler.handle(request.headers, request.get_data()))
+        started = time.perf_counter()
+        answer: Answer | None = None
+        try:
+            length = request.content_length
+            if length is not None and length > MAX_WEBHOOK_BODY_BYTES:  # refused unread
+                answer = _error(f"body over {MAX_WEBHOOK_BODY_BYTES} bytes", 413)
+            else:
+                answer = handler.handle(request.headers, request.get_data())
+            return _json(answer)
+        finally:  # an exception is answered 503 (below): "unavailable"
+            outcome = metrics.delivery_outcome(*answer) if answer else "unavailable"
+            event = _event(request.headers)
+            metrics.web().delivery(event, outcome, time.perf_counter() - started)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        body = metrics.exposition(queues)
+        return Response(body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -278,10 +304,10 @@ def create_app(
 
 
 def create_app_from_env() -> Flask:
-    """The app from ``REVIEWBOT_*`` variables (for gunicorn)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """The app from ``REVIEWBOT_*`` variables (for gunicorn: for ``/metrics`` to add up
+    its processes, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory and call
+    :func:`reviewbot.metrics.mark_process_dead` from gunicorn's ``child_exit`` hook)."""
+    logs.configure(logging.INFO)
     return create_app(Settings.from_env())
 
 
@@ -297,8 +323,31 @@ def run_server(
     ``workers`` processes of :data:`WEB_THREADS` threads each build their own app
     (Redis clients are not shared across a fork); a worker stuck for ``timeout``
     seconds is killed and replaced. Stops on SIGTERM or SIGINT.
+
+    The processes keep their metrics in a fresh multiprocess directory, which
+    ``/metrics`` adds up (a dead process's live gauges are dropped by the
+    ``child_exit`` hook). With ``REVIEWBOT_LOG_FORMAT=json`` gunicorn's own lines
+    (its error and access logs) are JSON objects too.
     """
     from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    fmt = logs.configure(service=True)  # again: an env file may have set the format
+    logs.hide(settings.secrets())
+    metrics.use_multiprocess("reviewbot-web-metrics-")
+
+    class GunicornLogger(Logger):
+        """gunicorn's error and access logs in the format of the other lines."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                for h in logger.handlers:
+                    h.setFormatter(logs.formatter(fmt))
+                    h.addFilter(logs.ContextFilter())
+
+    def child_exit(server: Any, worker: Any) -> None:
+        metrics.mark_process_dead(worker.pid)
 
     options = {
         "bind": f"{host}:{port}",
@@ -308,7 +357,10 @@ def run_server(
         "timeout": timeout,
         "graceful_timeout": timeout,
         "accesslog": "-",
+        "child_exit": child_exit,
     }
+    if fmt == "json":
+        options["logger_class"] = GunicornLogger
 
     class WebhookServer(BaseApplication):
         def load_config(self) -> None:
@@ -324,6 +376,23 @@ def run_server(
 
 def _delivery(headers: Any) -> str:
     return str(headers.get("X-GitHub-Delivery", "")).strip() or "?"
+
+
+def _event(headers: Any) -> str:
+    """The ``event`` label of a delivery: an event reviewbot knows, else ``other`` (the
+    header is read before the signature is checked: no unbounded label values)."""
+    event = str(headers.get("X-GitHub-Event", "")).strip()
+    return event if event in HANDLERS else "other"
+
+
+_queue_clients: dict[str, redis.Redis] = {}
+
+
+def _queue_redis(url: str) -> redis.Redis:
+    """The broker's Redis, for the queue depths (one client per URL and process)."""
+    if url not in _queue_clients:
+        _queue_clients[url] = make_redis(url)
+    return _queue_clients[url]
 
 
 def _error(message: str, code: int) -> Answer:

@@ -161,8 +161,11 @@ class ReviewOptions:
 
 #: Review profiles (``profile`` in .github/reviewbot.toml): the least confidence (0..1)
 #: a finding needs to be posted. ``chill`` posts only what the model is surest of.
-PROFILES: dict[str, float] = {"chill": 0.5, "assertive": 0.0}
+PROFILES: dict[str, float] = {"chill": 0.9, "assertive": 0.5}
 DEFAULT_PROFILE = "chill"
+#: What a review produces where neither the server (REVIEWBOT_PROFILE,
+#: REVIEWBOT_CHANGED_LINES) nor the repository says otherwise: the default profile.
+SERVER_REVIEW_DEFAULTS = ReviewOptions(min_confidence=PROFILES[DEFAULT_PROFILE])
 #: How a finding's confidence is computed from the model's scores of its critique and
 #: of NO_FINDING_ANSWER (reviewbot.review.confidence; bench/review_signal.py measures each).
 CONFIDENCE_METHODS: tuple[str, ...] = ("likelihood", "no-finding", "contrast")
@@ -400,6 +403,40 @@ JOB_ATTEMPTS_TTL = 3 * 24 * 3600
 PULL_LOCK_PREFIX = "reviewbot:lock:pull:"
 PULL_LOCK_TTL_SECONDS = 60.0
 PULL_LOCK_WAIT_SECONDS = 300.0
+#: Seconds a worker's job process may take to load its model and adapters at start
+#: (``REVIEWBOT_MODEL_LOAD_TIMEOUT``); past it the worker stops and says so.
+MODEL_LOAD_TIMEOUT = 1800
+#: Seconds past it before Celery's parent kills a job process that never said it was up.
+WORKER_STARTUP_GRACE = 60
+#: ``reviewbot worker --gpus``: a worker that crashed is restarted after
+#: WORKER_RESTART_DELAY seconds, doubled per failure in a row up to
+#: WORKER_RESTART_MAX_DELAY; after WORKER_GIVE_UP_AFTER immediate failures in a row
+#: (the worker exited before its model was loaded, or within WORKER_STABLE_SECONDS of
+#: its start) it is given up, and the others are stopped.
+WORKER_RESTART_DELAY = 1.0
+WORKER_RESTART_MAX_DELAY = 60.0
+WORKER_GIVE_UP_AFTER = 3
+WORKER_STABLE_SECONDS = 120.0
+
+
+# --------------------------------------------------------------------------- observability
+
+#: ``REVIEWBOT_LOG_FORMAT``: plain text lines, or one JSON object per line.
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
+DEFAULT_LOG_FORMAT = "text"
+#: The port each worker serves its Prometheus metrics on (``REVIEWBOT_METRICS_PORT``;
+#: 0: none); with ``reviewbot worker --gpus``, the port plus the worker's index.
+DEFAULT_METRICS_PORT = 9464
+#: Histogram buckets (seconds): a job's stages, a model load, a webhook answer.
+STAGE_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800,
+)  # fmt: skip
+MODEL_LOAD_SECONDS_BUCKETS: tuple[float, ...] = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+RESPONSE_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)  # fmt: skip
+#: Generated tokens per second of one generate call.
+TOKENS_PER_SECOND_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
 # --- Fine-tuning: data sources, harvest, evaluation (finetune/) --------------------------
@@ -467,3 +504,38 @@ class TrainSettings:
     logging_steps: int = 10
     gradient_checkpointing: bool = False
     eval_batch_size: int = EVAL_LOSS_BATCH_SIZE
+
+
+# --- reviewbot doctor ---------------------------------------------------------------------
+
+#: Bytes per weight of a 4-bit NF4 linear layer with double quantisation: 4 bits, an
+#: 8-bit absmax per block of 64 and an fp32 constant per 256 blocks (4.127 bits).
+NF4_BYTES_PER_WEIGHT = 4.127 / 8
+#: Seconds doctor waits for Redis and for GitHub before it says they do not answer.
+DOCTOR_TIMEOUT = 5.0
+
+
+# --- GitHub App registration (reviewbot setup) -----------------------------------------
+
+#: What the App may do (the manifest's ``default_permissions``; README, "Running it as a
+#: GitHub App", lists the same): permission name → access.
+APP_PERMISSIONS: tuple[tuple[str, str], ...] = (
+    ("pull_requests", "write"),
+    ("checks", "write"),
+    ("contents", "read"),
+    ("issues", "write"),
+    ("metadata", "read"),
+)
+#: The webhook events the App subscribes to (the manifest's ``default_events``).
+APP_EVENTS: tuple[str, ...] = ("pull_request", "issue_comment", "pull_request_review_comment")
+#: GitHub's web site (GitHub Enterprise: ``https://HOST``, whose API is ``HOST/api/v3``).
+DEFAULT_GITHUB_WEB_URL = "https://github.com"
+#: The App's name in ``reviewbot setup``'s manifest (GitHub derives the slug from it).
+DEFAULT_APP_NAME = "reviewbot"
+#: The page ``reviewbot setup`` serves while the App is registered.
+SETUP_HOST = "127.0.0.1"
+SETUP_PORT = 3000
+#: Files ``reviewbot setup`` writes (mode 0600): the settings and, beside them, the key.
+SETUP_KEY_FILE = "reviewbot-app.pem"
+#: Seconds ``reviewbot setup`` waits for GitHub to turn a manifest code into the App.
+SETUP_EXCHANGE_TIMEOUT = 30.0

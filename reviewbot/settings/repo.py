@@ -51,6 +51,7 @@ from reviewbot.settings.defaults import (
     PROFILES,
     REPO_CONFIG_PATH,
     REVIEW_DRAFTS,
+    SERVER_REVIEW_DEFAULTS,
     UNAUTHORIZED_MODES,
     UNPARSABLE_MODES,
     DeletionMode,
@@ -90,7 +91,8 @@ class RepoConfig:
     adapter: str | None = None
     deletions: DeletionMode = _DEFAULT_LIMITS.deletions
     unauthorized: str = UNAUTHORIZED_MODES[0]
-    profile: str = DEFAULT_PROFILE
+    profile: str | None = None
+    """None (unset): the server's default profile (REVIEWBOT_PROFILE, default chill)."""
     min_confidence: float | None = None
     """Overrides the profile's threshold when set."""
     unparsable_suggestions: str = UNPARSABLE_MODES[0]
@@ -115,14 +117,17 @@ class RepoConfig:
         )
 
     @property
-    def confidence_threshold(self) -> float:
-        """The least confidence a finding needs: ``min_confidence``, else the profile's."""
-        return PROFILES[self.profile] if self.min_confidence is None else self.min_confidence
+    def confidence_threshold(self) -> float | None:
+        """The least confidence a finding needs: ``min_confidence``, else the profile's;
+        None when the repository says neither (the server's default holds)."""
+        if self.min_confidence is not None:
+            return self.min_confidence
+        return PROFILES[self.profile] if self.profile is not None else None
 
-    def review_options(
-        self, base: ReviewOptions = _DEFAULT_OPTIONS, server_changed_lines: bool = True
-    ) -> ReviewOptions:
-        """``base`` with this repository's settings of what a review produces."""
+    def review_options(self, base: ReviewOptions = SERVER_REVIEW_DEFAULTS) -> ReviewOptions:
+        """``base`` (the server's defaults) with this repository's settings of what a
+        review produces."""
+        threshold = self.confidence_threshold
         return replace(
             base,
             revise=self.revise,
@@ -131,10 +136,8 @@ class RepoConfig:
             extra_instructions=self.extra_instructions,
             path_instructions=self.path_instructions,
             response_language=self.response_language,
-            changed_lines=server_changed_lines
-            if self.changed_lines is None
-            else self.changed_lines,
-            min_confidence=self.confidence_threshold,
+            changed_lines=base.changed_lines if self.changed_lines is None else self.changed_lines,
+            min_confidence=base.min_confidence if threshold is None else threshold,
             unparsable=self.unparsable_suggestions,
         )
 
@@ -157,10 +160,12 @@ class RepoConfig:
             else 'adapter = ""  # the server\'s default model',
             f"extra_instructions = {_toml_str(self.extra_instructions)}",
             f"unauthorized = {_toml_str(self.unauthorized)}",
-            f"profile = {_toml_str(self.profile)}",
+            f"profile = {_toml_str(self.profile)}"
+            if self.profile is not None
+            else f"# profile = {_toml_str(DEFAULT_PROFILE)}  (unset: the server's default)",
             f"min_confidence = {self.min_confidence}"
             if self.min_confidence is not None
-            else f"# min_confidence = {PROFILES[self.profile]}  (unset: the profile's)",
+            else "# min_confidence  (unset: the profile's)",
             f"unparsable_suggestions = {_toml_str(self.unparsable_suggestions)}",
             f"changed_lines = {_toml_bool(self.changed_lines)}"
             if self.changed_lines is not None

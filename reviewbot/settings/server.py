@@ -12,21 +12,28 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from reviewbot.settings.defaults import (
     DEFAULT_GITHUB_API_URL,
+    DEFAULT_LOG_FORMAT,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_PROFILE,
     DEFAULT_QUANTIZE,
     DEFAULT_REDIS_URL,
     INSTALLATION_MAX_ACTIVE_JOBS,
     INSTALLATION_TOKEN_BUDGET,
     JOB_MAX_ATTEMPTS,
     JOB_TIME_BUDGET,
+    LOG_FORMATS,
+    MODEL_LOAD_TIMEOUT,
+    PROFILES,
     PROMPT_FORMATS,
     QUANTIZE_CHOICES,
+    SERVER_REVIEW_DEFAULTS,
     TASK_LIMIT_GRACE_MAX,
     TASK_LIMIT_GRACE_MIN,
     VISIBILITY_TIMEOUT,
@@ -54,12 +61,16 @@ MAX_NEW_TOKENS = "REVIEWBOT_MAX_NEW_TOKENS"
 BOT_LOGIN = "REVIEWBOT_BOT_LOGIN"
 REVIEW_DRAFTS = "REVIEWBOT_REVIEW_DRAFTS"
 CHANGED_LINES = "REVIEWBOT_CHANGED_LINES"
+PROFILE = "REVIEWBOT_PROFILE"
 VISIBILITY = "REVIEWBOT_VISIBILITY_TIMEOUT"
 TIME_BUDGET = "REVIEWBOT_JOB_TIME_BUDGET"
 MAX_ATTEMPTS = "REVIEWBOT_JOB_MAX_ATTEMPTS"
 WEB_REACTIONS = "REVIEWBOT_WEB_REACTIONS"
 MAX_JOBS = "REVIEWBOT_INSTALLATION_MAX_JOBS"
 TOKEN_BUDGET = "REVIEWBOT_INSTALLATION_TOKEN_BUDGET"
+LOG_FORMAT = "REVIEWBOT_LOG_FORMAT"
+METRICS_PORT = "REVIEWBOT_METRICS_PORT"
+LOAD_TIMEOUT = "REVIEWBOT_MODEL_LOAD_TIMEOUT"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _TRUE = ("1", "true", "yes", "on")
@@ -108,6 +119,8 @@ class Settings:
     changed_lines: bool = ReviewOptions().changed_lines
     """Show the model which lines a pull request changed, for repositories whose
     ``.github/reviewbot.toml`` does not say (its ``changed_lines`` key)."""
+    profile: str = DEFAULT_PROFILE
+    """The review profile of repositories whose ``.github/reviewbot.toml`` names none."""
     job_time_budget: int = JOB_TIME_BUDGET
     """Seconds one attempt at a job may take (see :attr:`task_time_limits`)."""
     job_max_attempts: int = JOB_MAX_ATTEMPTS
@@ -121,6 +134,12 @@ class Settings:
     """Jobs queued or running per installation; deliveries beyond it are refused (429)."""
     installation_token_budget: int = INSTALLATION_TOKEN_BUDGET
     """Prompt tokens per installation per TOKEN_BUDGET_WINDOW_SECONDS; past it jobs wait."""
+    log_format: str = DEFAULT_LOG_FORMAT
+    """``text`` or ``json`` (one object per line) for every process's log."""
+    metrics_port: int = DEFAULT_METRICS_PORT
+    """The port a worker serves its Prometheus metrics on (0: none)."""
+    model_load_timeout: int = MODEL_LOAD_TIMEOUT
+    """Seconds a worker's job process may take to load the model and adapters at start."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -147,6 +166,7 @@ class Settings:
             review_drafts=_or(
                 env.parse(REVIEW_DRAFTS, _bool, "must be true or false"), DEFAULT_REVIEW_DRAFTS
             ),
+            profile=env.choice(PROFILE, tuple(PROFILES)) or DEFAULT_PROFILE,
             changed_lines=_or(
                 env.parse(CHANGED_LINES, _bool, "must be true or false"),
                 ReviewOptions().changed_lines,
@@ -164,9 +184,25 @@ class Settings:
                 TOKEN_BUDGET, _positive_int, "must be a positive integer"
             )
             or INSTALLATION_TOKEN_BUDGET,
+            log_format=env.choice(LOG_FORMAT, LOG_FORMATS) or DEFAULT_LOG_FORMAT,
+            metrics_port=_or(
+                env.parse(METRICS_PORT, _port, "must be a port number, or 0 for no metrics"),
+                DEFAULT_METRICS_PORT,
+            ),
+            model_load_timeout=env.parse(LOAD_TIMEOUT, _positive_int, "must be a positive integer")
+            or MODEL_LOAD_TIMEOUT,
         )
         env.raise_if_problems()
         return settings
+
+    def review_defaults(self) -> ReviewOptions:
+        """What a review produces where a repository does not say: the server's profile
+        threshold and ``changed_lines``."""
+        return replace(
+            SERVER_REVIEW_DEFAULTS,
+            changed_lines=self.changed_lines,
+            min_confidence=PROFILES[self.profile],
+        )
 
     def require_web(self) -> Settings:
         """Check what the webhook server needs (a webhook secret; the App's id and key
@@ -263,17 +299,39 @@ class Settings:
             "bot_login": self.bot_login,
             "review_drafts": self.review_drafts,
             "changed_lines": self.changed_lines,
+            "profile": self.profile,
             "visibility_timeout": self.visibility_timeout,
             "job_time_budget": self.job_time_budget,
             "job_max_attempts": self.job_max_attempts,
             "web_reactions": self.web_reactions,
             "installation_max_jobs": self.installation_max_jobs,
             "installation_token_budget": self.installation_token_budget,
+            "log_format": self.log_format,
+            "metrics_port": self.metrics_port,
+            "model_load_timeout": self.model_load_timeout,
         }
         body = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({body})"
 
     __str__ = __repr__
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values in these settings (the log formatters mask them)."""
+        found = [*self.webhook_secrets]
+        if self.private_key:
+            found.append(self.private_key.strip())
+        for url in (self.redis_url, self.github_api_url):
+            password = _password(url)
+            if password:
+                found.append(password)
+        return tuple(found)
+
+
+def log_format(environ: Mapping[str, str] = os.environ) -> str:
+    """``REVIEWBOT_LOG_FORMAT``, or the default when it is unset or not a known format
+    (:meth:`Settings.from_env` reports an unknown one)."""
+    value = (environ.get(LOG_FORMAT) or "").strip()
+    return value if value in LOG_FORMATS else DEFAULT_LOG_FORMAT
 
 
 class _Redacted(str):
@@ -356,6 +414,19 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(value)
+    return number
+
+
+def _password(url: str) -> str | None:
+    """The password in ``url``'s authority, if any."""
+    parts = split_url(url)
+    return parts.password if parts is not None else None
+
+
 def _bool(value: str) -> bool:
     lowered = value.lower()
     if lowered in _TRUE:
@@ -424,11 +495,11 @@ def _http_url(env: _Env) -> str | None:
     value = env.get(GITHUB_API_URL)
     if value is None:
         return None
-    parts = _split(value)
+    parts = split_url(value)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         env.problem(f"{GITHUB_API_URL} must be an https URL such as {DEFAULT_GITHUB_API_URL}")
         return None
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         env.problem(
             f"{GITHUB_API_URL} must use https (plain http is allowed for loopback hosts only): "
             "the App's tokens travel with every request"
@@ -437,7 +508,7 @@ def _http_url(env: _Env) -> str | None:
     return value.rstrip("/")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -450,7 +521,7 @@ def _redis_url(env: _Env) -> str | None:
     value = env.get(REDIS_URL)
     if value is None:
         return None
-    parts = _split(value)
+    parts = split_url(value)
     if parts is None or parts.scheme not in REDIS_SCHEMES:
         ok = False
     else:
@@ -461,7 +532,7 @@ def _redis_url(env: _Env) -> str | None:
     return value
 
 
-def _split(url: str) -> SplitResult | None:
+def split_url(url: str) -> SplitResult | None:
     """``urlsplit(url)`` with its port checked, or None when it does not parse."""
     try:
         parts = urlsplit(url)

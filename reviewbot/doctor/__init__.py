@@ -1,0 +1,1 @@
+"""``reviewbot doctor``: checks a deployment's settings, services and model, and explains."""
