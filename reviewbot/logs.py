@@ -136,20 +136,6 @@ def say_json(msg: str, f: TextIO | None = sys.__stderr__) -> None:
         pass
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at each record (as logging's last resort does),
-    not to the stream of the moment it was made: ``main`` may run many times in one
-    process (tests), each time with another stderr."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:
-        pass
-
-
 def formatter(fmt: str, service: bool = True) -> logging.Formatter:
     """The formatter of log format ``fmt`` (``text`` or ``json``)."""
     if fmt == "json":
@@ -171,10 +157,15 @@ def configure(
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_reviewbot", False)), None)
     if handler is None:
-        handler = _StderrHandler()
+        handler = logging.StreamHandler()
         handler._reviewbot = True  # type: ignore[attr-defined]
         handler.addFilter(ContextFilter())
         root.addHandler(handler)
+    elif getattr(handler.stream, "closed", False):
+        # main ran before in this process and its stderr is gone (tests run main many
+        # times): write to today's. Never rebound otherwise: inside a Celery worker,
+        # sys.stderr is Celery's proxy into logging itself.
+        handler.setStream(sys.stderr)
     handler.setFormatter(formatter(fmt, service))
     if level is not None:
         root.setLevel(level)
