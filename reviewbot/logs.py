@@ -165,7 +165,7 @@ def configure(
         # main ran before in this process and its stderr is gone (tests run main many
         # times): write to today's. Never rebound otherwise: inside a Celery worker,
         # sys.stderr is Celery's proxy into logging itself.
-        handler.setStream(sys.stderr)
+        handler.stream = sys.stderr  # (setStream would flush the closed one first)
     handler.setFormatter(formatter(fmt, service))
     if level is not None:
         root.setLevel(level)
