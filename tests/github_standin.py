@@ -900,18 +900,9 @@ class GitHubStandIn:
     def _before(self) -> Response | None:
         credential = self._credential()
         body = request.get_json(silent=True) if request.data else None
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        recorded = _recorded(body, credential)
         with self._lock:
-            self._requests.append(
-                RecordedRequest(
-                    request.method,
-                    request.path,
-                    dict(request.args.items()),
-                    headers,
-                    body,
-                    credential[0] if credential else None,
-                )
-            )
+            self._requests.append(recorded)
             failure = self._take_failure()
         if failure is not None:
             if not failure.apply:
@@ -1531,20 +1522,10 @@ class GitHubStandIn:
         return app
 
     def _record_manifest_request(self) -> None:
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         body = request.get_json(silent=True) if request.is_json else None
-        credential = self._credential()
+        recorded = _recorded(body, self._credential())
         with self._lock:
-            self._requests.append(
-                RecordedRequest(
-                    request.method,
-                    request.path,
-                    dict(request.args.items()),
-                    headers,
-                    body,
-                    credential[0] if credential else None,
-                )
-            )
+            self._requests.append(recorded)
 
     def _new_app(self, org: str | None = None) -> Response:
         """The form POST of a manifest (``manifest`` field, ``state`` in the query): the
@@ -1643,6 +1624,19 @@ _CONCLUSIONS = (
     "timed_out",
     "action_required",
 )
+
+
+def _recorded(body: Any, credential: tuple[Any, ...] | None) -> RecordedRequest:
+    """The current request as recorded (its Authorization header left out)."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+    return RecordedRequest(
+        request.method,
+        request.path,
+        dict(request.args.items()),
+        headers,
+        body,
+        credential[0] if credential else None,
+    )
 
 
 def _validate_review(pull: _Pull, data: dict[str, Any]) -> tuple[str | None, list[_Hunk]]:
