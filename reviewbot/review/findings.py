@@ -50,6 +50,10 @@ class Comment:
     fingerprint: str
     confidence: float | None = None
     """The finding's confidence (0..1); None when it was not scored."""
+    critique: str = field(default="", compare=False)
+    """The model's critique as it said it (the body is built from it)."""
+    unit: ReviewUnit | None = field(default=None, compare=False, repr=False)
+    """The unit the model reviewed (what is recorded of a posted finding)."""
 
     def to_json(self) -> dict:
         return {

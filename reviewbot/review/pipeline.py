@@ -237,6 +237,8 @@ def to_comment(finding: Finding, revise: bool) -> Comment:
             unit.path, finding.critique, suggestion_text, anchored_code(unit, start, end)
         ),
         confidence=finding.confidence,
+        critique=finding.critique,
+        unit=unit,
     )
 
 

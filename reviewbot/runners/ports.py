@@ -3,21 +3,24 @@
 The runners are written against these ports only: :class:`GitHubPort` (production:
 :class:`reviewbot.github.client.GitHubClient`; tests: an in-memory GitHub),
 :class:`ModelPort` (production: :class:`reviewbot.model.generation.Engine`) and
-:class:`PullLocks` (production: Redis, ``worker.locks``; default: :class:`LocalPullLocks`).
+:class:`PullLocks` (production: Redis, ``worker.locks``; default: :class:`LocalPullLocks`)
+and :class:`FindingStore` (production: SQL, :mod:`reviewbot.store`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from reviewbot.github.data import CommentInfo, PullInfo
 from reviewbot.github.errors import TransientGitHubError
 from reviewbot.github.markers import Markers
 from reviewbot.github.payload import ReviewPayload
+from reviewbot.learning.records import LabelledFinding, OutcomeLabel, PostedFinding
 from reviewbot.review.prompts import Renderer
 from reviewbot.settings.repo import RepoConfig
 
@@ -62,6 +65,55 @@ class GitHubPort(Protocol):
     def complete_check_run(
         self, repo: str, check_id: int, conclusion: str, title: str, summary: str
     ) -> None: ...
+
+
+class FindingStore(Protocol):
+    """Where posted findings and their outcome labels are kept (production:
+    :class:`reviewbot.store.sql.SqlFindingStore`, SQLite or PostgreSQL).
+
+    Every method may raise :class:`~reviewbot.learning.records.StoreError`; the review
+    runner logs it and posts
+    anyway (nothing but the figures depends on the database being up).
+    """
+
+    def record(self, findings: Sequence[PostedFinding]) -> int:
+        """Keep ``findings`` (idempotent by repository, PR and fingerprint); returns how
+        many were new."""
+        ...
+
+    def findings(self, repo: str, pr_number: int) -> list[LabelledFinding]:
+        """The findings posted on one pull request, with their current labels."""
+        ...
+
+    def set_outcomes(
+        self,
+        repo: str,
+        pr_number: int,
+        outcomes: Mapping[str, tuple[OutcomeLabel, int | None]],
+        settled: bool,
+        checked_at: datetime,
+    ) -> None:
+        """Store each fingerprint's label and comment id; ``settled``: the pull request
+        needs no more refreshes."""
+        ...
+
+    def pulls_to_refresh(
+        self, installation_id: int | None = None, repo: str | None = None, limit: int = 100
+    ) -> list[tuple[str, int]]:
+        """(repo, PR) with unsettled findings, least recently checked first."""
+        ...
+
+    def installations(self) -> list[int]:
+        """The installations with unsettled findings (the beat refreshes each)."""
+        ...
+
+    def labelled(self, repo: str, since: datetime | None = None) -> list[LabelledFinding]:
+        """Every finding posted on ``repo`` (since ``since``), with its label."""
+        ...
+
+    def rejected(self, repo: str) -> list[PostedFinding]:
+        """The findings the team rejected on ``repo`` (what suppression matches)."""
+        ...
 
 
 class ModelPort(Protocol):

@@ -539,3 +539,111 @@ SETUP_PORT = 3000
 SETUP_KEY_FILE = "reviewbot-app.pem"
 #: Seconds ``reviewbot setup`` waits for GitHub to turn a manifest code into the App.
 SETUP_EXCHANGE_TIMEOUT = 30.0
+
+# ---------------------------------------------------------------- learning from outcomes
+
+#: What happened to a finding reviewbot posted (:mod:`reviewbot.learning.records`).
+OUTCOME_LABELS: tuple[str, ...] = ("accepted", "rejected", "unknown")
+#: The label of a human review comment in an exported training file.
+HUMAN_LABEL = "human"
+#: Whose reactions, replies and thread resolutions count as the team's word: these
+#: repository permissions (GitHub's ``OWNER``/``MEMBER``/``COLLABORATOR``) …
+TEAM_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+#: … and these comment author associations.
+TEAM_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+#: Where the findings database lives when ``REVIEWBOT_DATABASE_URL`` is unset (a SQLite
+#: file under the cache dir).
+DATABASE_URL_ENV = "REVIEWBOT_DATABASE_URL"
+DEFAULT_DATABASE_FILE = "reviewbot.sqlite3"
+#: How often Celery beat refreshes outcomes (seconds), and the GitHub requests one
+#: refresh of one installation may make.
+OUTCOME_REFRESH_INTERVAL = 3600
+OUTCOME_REFRESH_MAX_REQUESTS = 500
+#: A closed pull request's findings are refreshed this long after it closed, then settle.
+OUTCOME_SETTLE_SECONDS = 14 * 24 * 3600
+#: Task names of the outcome refresh (the beat's fan-out and one installation's run).
+TASK_REFRESH_ALL = "worker.tasks.refresh_all_outcomes"
+TASK_REFRESH_OUTCOMES = "worker.tasks.refresh_outcomes"
+QUEUE_OUTCOMES = "outcomes"
+#: Two critiques on the same normalised code are the same finding when their word sets
+#: overlap this much (Jaccard): a rejected one suppresses the other.
+SUPPRESS_SIMILARITY = 0.6
+#: Why a finding the team rejected before is not posted again (a counted reason).
+REJECTED_BEFORE = "rejected by the team before"
+#: Confidence buckets of ``reviewbot stats`` (lower bounds; None: not scored).
+CONFIDENCE_BUCKETS: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
+#: Finding categories, first keyword match wins (``reviewbot stats`` by category).
+FINDING_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "security",
+        (
+            "security",
+            "injection",
+            "xss",
+            "csrf",
+            "secret",
+            "password",
+            "token",
+            "unsafe",
+            "sanitiz",
+            "escape",
+            "vulnerab",
+            "credential",
+            "auth",
+        ),
+    ),
+    (
+        "bug",
+        (
+            "bug",
+            "wrong",
+            "incorrect",
+            "error",
+            "exception",
+            "crash",
+            "null",
+            "none",
+            "off-by-one",
+            "overflow",
+            "race",
+            "leak",
+            "undefined",
+            "fail",
+            "broken",
+        ),
+    ),
+    (
+        "performance",
+        (
+            "performance",
+            "slow",
+            "faster",
+            "efficien",
+            "complexity",
+            "cache",
+            "memory",
+            "allocation",
+            "quadratic",
+            "loop",
+        ),
+    ),
+    ("tests", ("test", "coverage", "assert", "mock")),
+    ("docs", ("docstring", "comment", "document", "typo", "readme", "spelling")),
+    (
+        "style",
+        (
+            "naming",
+            "name",
+            "style",
+            "readab",
+            "format",
+            "consistent",
+            "unused",
+            "duplicat",
+            "simplif",
+            "refactor",
+            "clean",
+        ),
+    ),
+)
+OTHER_CATEGORY = "other"
