@@ -23,6 +23,7 @@ from reviewbot.settings.defaults import (
     PROMPT_FORMATS,
     QUANTIZE_CHOICES,
     QUEUE_INTERACTIVE,
+    QUEUE_OUTCOMES,
     QUEUE_REVIEWS,
     WEB_WORKER_TIMEOUT,
     WEB_WORKERS,
@@ -54,10 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dead_letters(sub)
     _add_doctor(sub)
     from finetune.cli import register as register_finetune
+    from reviewbot.cli_outcomes import register as register_outcomes
     from reviewbot.cli_setup import register as register_setup
 
     register_finetune(sub)
     register_setup(sub)
+    register_outcomes(sub)
     return parser
 
 
@@ -79,7 +82,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="run a review worker (one per GPU)")
     p.add_argument(
         "--queues",
-        default=f"{QUEUE_INTERACTIVE},{QUEUE_REVIEWS}",
+        default=f"{QUEUE_INTERACTIVE},{QUEUE_REVIEWS},{QUEUE_OUTCOMES}",
         help="queues in priority order (default: interactive commands first)",
     )
     p.add_argument("--loglevel", default="INFO")
@@ -474,7 +477,15 @@ def cmd_review(args: argparse.Namespace) -> int:
 #: ``reviewbot setup``).
 ENV_FILE = ".env"
 #: The commands that read it.
-ENV_FILE_COMMANDS: tuple[str, ...] = ("setup", "doctor", "serve", "worker", "beat")
+ENV_FILE_COMMANDS: tuple[str, ...] = (
+    "setup",
+    "doctor",
+    "serve",
+    "worker",
+    "beat",
+    "outcomes",
+    "stats",
+)
 
 
 def load_env_file(path: str, explicit: bool) -> Path | None:

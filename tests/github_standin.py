@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -187,6 +188,8 @@ class _Pull:
     issue_comments: list[dict[str, Any]] = field(default_factory=list)
     resolved: set[int] = field(default_factory=set)
     """Root comment ids of resolved review threads."""
+    resolved_by: dict[int, str] = field(default_factory=dict)
+    """Who resolved each resolved thread (by root comment id)."""
     merged_at: str | None = None
     """When the pull request was merged (ISO 8601), see ``merge_pull``."""
 
@@ -205,6 +208,8 @@ class _Repo:
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
     """Collaborator role names by login (others: "read")."""
+    git_dir: Path | None = None
+    """A real git repository answering contents and compares the stand-in was not told."""
 
 
 def _parse_diff(diff: str) -> list[_File]:
@@ -390,6 +395,7 @@ class GitHubStandIn:
             if old is not None:
                 pull.reviews, pull.comments = old.reviews, old.comments
                 pull.issue_comments, pull.resolved = old.issue_comments, old.resolved
+                pull.resolved_by, pull.merged_at = old.resolved_by, old.merged_at
             repo.pulls[number] = pull
             head_files = dict(files_at_head or {})
             repo.files[head_sha] = head_files
@@ -543,9 +549,44 @@ class GitHubStandIn:
         with self._lock:
             return copy.deepcopy(self._repo(full_name).pulls[number].issue_comments)
 
-    def resolve_thread(self, full_name: str, number: int, root_id: int) -> None:
+    def resolve_thread(
+        self, full_name: str, number: int, root_id: int, by: str = "Codertocat"
+    ) -> None:
+        """Resolve the review thread of ``root_id`` as ``by`` (GraphQL's ``resolvedBy``)."""
         with self._lock:
-            self._repo(full_name).pulls[number].resolved.add(root_id)
+            pull = self._repo(full_name).pulls[number]
+            pull.resolved.add(root_id)
+            pull.resolved_by[root_id] = by
+
+    def react(
+        self,
+        full_name: str,
+        comment_type: str,
+        comment_id: int,
+        content: str,
+        login: str = "Codertocat",
+        user_type: str = "User",
+    ) -> dict[str, Any]:
+        """A person's reaction (``+1``, ``-1``…) on a comment ("review" or "issue")."""
+        with self._lock:
+            self._repo(full_name)
+            rid = self._new_id()
+            reaction = {
+                "id": rid,
+                "node_id": _node_id("REA", rid),
+                "user": self._user(login, user_type),
+                "content": content,
+                "created_at": _now_iso(),
+            }
+            self._reactions.setdefault((comment_type, comment_id), []).append(reaction)
+            return copy.deepcopy(reaction)
+
+    def use_git(self, full_name: str, git_dir: str | Path) -> None:
+        """Answer file contents at any commit and compares between any two commits of
+        ``full_name`` from the real git repository at ``git_dir`` (what the stand-in was
+        told explicitly still wins)."""
+        with self._lock:
+            self._repo(full_name).git_dir = Path(git_dir)
 
     def merge_pull(self, full_name: str, number: int, merged_at: str | None = None) -> None:
         """Close the pull request as merged at ``merged_at`` (ISO 8601; default now)."""
@@ -651,6 +692,10 @@ class GitHubStandIn:
             deletions=sum(f.deletions for f in pull.files),
             changed_files=len(pull.files),
             review_comments=len(pull.comments),
+            merged=pull.merged_at is not None,
+            merged_at=pull.merged_at,
+            closed_at=pull.merged_at if pull.state == "closed" else None,
+            merge_commit_sha=None,
         )
         return data
 
@@ -1161,6 +1206,8 @@ class GitHubStandIn:
             if isinstance(repo, Response):
                 return repo
             diff = repo.compares.get((base, head)) if sep else None
+            if diff is None and sep and repo.git_dir is not None:
+                diff = _git(repo.git_dir, "diff", f"{base}...{head}")
             if diff is None:
                 return _error(404, "Not Found")
             if _wants_diff():
@@ -1188,6 +1235,10 @@ class GitHubStandIn:
                 return repo
             ref = request.args.get("ref") or repo.default_branch
             files = repo.files.get(ref)
+            if (files is None or path not in files) and repo.git_dir is not None:
+                text = _git(repo.git_dir, "show", f"{ref}:{path}")
+                if text is not None:
+                    return _json(self._content_json(repo, ref, path, text))
             if files is None:
                 return _error(404, f"No commit found for the ref {ref}")
             if path in files:
@@ -1391,6 +1442,7 @@ class GitHubStandIn:
                 {
                     "isResolved": c["id"] in pull.resolved,
                     "isOutdated": c.get("line") is None,
+                    "resolvedBy": _resolver(pull, c["id"]),
                     "comments": {"nodes": [{"databaseId": c["id"]}]},
                 }
                 for c in pull.comments
@@ -1707,6 +1759,20 @@ def _check_run_problem(data: dict[str, Any], creating: bool) -> str | None:
     ):
         return "Invalid request: output needs title and summary"
     return None
+
+
+def _resolver(pull: _Pull, root_id: int) -> dict[str, str] | None:
+    """GraphQL's ``resolvedBy`` of a thread: who resolved it, or null."""
+    by = pull.resolved_by.get(root_id)
+    return {"login": by} if by else None
+
+
+def _git(git_dir: Path, *args: str) -> str | None:
+    """A git command's output in ``git_dir``, or None when git says no (unknown ref…)."""
+    done = subprocess.run(
+        ["git", "-C", str(git_dir), *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout if done.returncode == 0 else None
 
 
 def _wants_diff() -> bool:

@@ -604,6 +604,8 @@ class ScriptedModel:
 
     respond: Callable[[str], str]
     renderer: Renderer = field(default_factory=lambda: Renderer("alpaca"))
+    model_name: str = "scripted"
+    adapter: str | None = None
     prompts: list[str] = field(default_factory=list)
     adapters: list[str | None] = field(default_factory=list)
     """The adapter names the runners asked for, in order."""

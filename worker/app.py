@@ -18,7 +18,13 @@ from celery import Celery, signals
 from celery.utils.log import get_multiprocessing_logger
 
 from reviewbot import logs
-from reviewbot.settings.defaults import QUEUE_REVIEWS, WORKER_STARTUP_GRACE
+from reviewbot.settings.defaults import (
+    QUEUE_OUTCOMES,
+    QUEUE_REVIEWS,
+    TASK_REFRESH_ALL,
+    TASK_REFRESH_OUTCOMES,
+    WORKER_STARTUP_GRACE,
+)
 from reviewbot.settings.server import Settings, SettingsError
 
 
@@ -68,6 +74,18 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
+        # Outcome refreshes (GitHub reads, no model) go to their own queue; Celery beat
+        # (``reviewbot beat``) fans one out per installation on the interval.
+        task_routes={
+            TASK_REFRESH_ALL: {"queue": QUEUE_OUTCOMES},
+            TASK_REFRESH_OUTCOMES: {"queue": QUEUE_OUTCOMES},
+        },
+        beat_schedule={
+            "refresh-outcomes": {
+                "task": TASK_REFRESH_ALL,
+                "schedule": float(settings.outcome_refresh_seconds),
+            }
+        },
     )
     app.steps["worker"].update({"worker.observe:Observe", "worker.readiness:WaitForModel"})
     return app

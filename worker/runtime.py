@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import redis
 
 from reviewbot.github.app import GitHubApp
+from reviewbot.learning.records import StoreError
+from reviewbot.runners.ports import FindingStore
 from reviewbot.settings.defaults import (
     REDIS_CONNECT_TIMEOUT,
     REDIS_SOCKET_TIMEOUT,
@@ -59,6 +61,28 @@ def pull_locks() -> RedisPullLocks:
         socket_timeout=REDIS_SOCKET_TIMEOUT,
     )
     return RedisPullLocks(client)
+
+
+_store_lock = threading.Lock()
+_store: list[FindingStore] = []
+
+
+def finding_store() -> FindingStore | None:
+    """The findings database of this process (opened, and migrated, on first use).
+
+    None when it cannot be opened (logged): reviews still post, unrecorded, and the
+    next job tries again.
+    """
+    from reviewbot.store.sql import SqlFindingStore
+
+    with _store_lock:
+        if not _store:
+            try:
+                _store.append(SqlFindingStore.open(settings().database_url))
+            except StoreError as e:
+                log.warning("findings database unavailable: %s", e)
+                return None
+        return _store[0]
 
 
 class ModelRuntime:

@@ -28,6 +28,7 @@ from reviewbot.github.errors import GitHubError, TransientGitHubError
 from reviewbot.jobs.deadline import Deadline, job_deadline
 from reviewbot.jobs.job import Job
 from reviewbot.runners.command import give_up, run_command_job
+from reviewbot.runners.outcomes import refresh_outcomes
 from reviewbot.runners.ports import GitHubPort
 from reviewbot.runners.review import give_up_review, run_review_job
 from reviewbot.settings.defaults import (
@@ -35,6 +36,8 @@ from reviewbot.settings.defaults import (
     JOB_RETRY_BACKOFF_MAX,
     REDIS_CONNECT_TIMEOUT,
     REDIS_SOCKET_TIMEOUT,
+    TASK_REFRESH_ALL,
+    TASK_REFRESH_OUTCOMES,
     TASK_RUN_JOB,
 )
 from worker import quotas, runtime
@@ -50,6 +53,9 @@ def retry_delay(retries: int, retry_after: float | None) -> float:
     backoff = min(JOB_RETRY_BACKOFF * 2**retries, JOB_RETRY_BACKOFF_MAX)
     return max(retry_after or 0.0, 0.0) or backoff
 
+
+#: How often a refresh of outcomes is retried after transient GitHub errors.
+JOB_MAX_RETRIES_OUTCOMES = 5
 
 #: Why a job whose count ran past its attempts is given up: no attempt reported its end.
 WORKER_DIED = (
@@ -125,6 +131,7 @@ def _run_job(self: Any, job: Job) -> dict[str, Any]:
                 review_drafts=runtime.settings().review_drafts,
                 locks=runtime.pull_locks(),
                 defaults=settings.review_defaults(),
+                store=runtime.finding_store(),
             )
     except TransientGitHubError as e:
         if attempt >= limit:
@@ -162,3 +169,49 @@ def _give_up(
     log.info("job %s finished: gave-up", job.key)
     metrics.worker().job(job.kind, "gave-up")
     return {"key": job.key, "status": "gave-up", "review_id": None}
+
+
+@app.task(name=TASK_REFRESH_ALL)
+def refresh_all_outcomes() -> dict[str, Any]:
+    """Celery beat's entry: one :func:`refresh_installation_outcomes` task per installation
+    with findings whose outcome is not settled."""
+    store = runtime.finding_store()
+    if store is None:
+        return {"installations": 0, "error": "no findings database"}
+    installations = store.installations()
+    for iid in installations:
+        refresh_installation_outcomes.delay(iid)
+    log.info("outcome refresh queued for %d installation(s)", len(installations))
+    return {"installations": len(installations)}
+
+
+@app.task(name=TASK_REFRESH_OUTCOMES, bind=True, max_retries=JOB_MAX_RETRIES_OUTCOMES)
+def refresh_installation_outcomes(self, installation_id: int) -> dict[str, Any]:
+    """Refresh the outcome labels of one installation's findings, within the server's
+    GitHub request budget per run; transient GitHub errors are retried with backoff."""
+    settings = runtime.settings()
+    store = runtime.finding_store()
+    if store is None:
+        return {"installation": installation_id, "error": "no findings database"}
+    gh = runtime.github_app().installation(installation_id)
+    try:
+        with logs.context(job=f"outcomes:{installation_id}"):
+            report = refresh_outcomes(
+                gh,
+                store,
+                installation_id=installation_id,
+                max_requests=settings.outcome_max_requests,
+            )
+    except TransientGitHubError as e:
+        delay = retry_delay(self.request.retries, e.retry_after)
+        log.warning("outcomes of installation %d: retry in %.0fs (%s)", installation_id, delay, e)
+        raise self.retry(exc=e, countdown=delay) from e
+    finally:
+        gh.close()
+    return {
+        "installation": installation_id,
+        "pulls": report.pulls,
+        "labels": dict(report.labels),
+        "requests": report.requests,
+        "stopped": report.stopped,
+    }

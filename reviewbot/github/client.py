@@ -30,7 +30,7 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 from github.Requester import Requester
 
-from reviewbot.github.data import BotIdentity, CommentInfo, PullInfo
+from reviewbot.github.data import BotIdentity, CommentInfo, PullInfo, ReactionInfo, ThreadInfo
 from reviewbot.github.errors import (
     DiffTooLargeError,
     GitHubError,
@@ -156,7 +156,10 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
     pullRequest(number: $number) {
       reviewThreads(first: 100, after: $cursor) {
         pageInfo { hasNextPage endCursor }
-        nodes { isResolved isOutdated comments(first: 1) { nodes { databaseId } } }
+        nodes {
+          isResolved isOutdated resolvedBy { login }
+          comments(first: 1) { nodes { databaseId } }
+        }
       }
     }
   }
@@ -338,6 +341,8 @@ class GitHubClient:
                 author=pr.user.login,
                 author_type=pr.user.type,
                 default_branch=pr.base.repo.default_branch,
+                merged=bool(pr.merged),
+                closed_at=pr.closed_at,
             )
 
         return self._call(f"GET /repos/{repo}/pulls/{number}", fetch)
@@ -506,12 +511,14 @@ class GitHubClient:
         return self._call(f"GET /repos/{repo}/contents/{path}?ref={ref[:7]}", fetch)
 
     def unresolved_threads(self, repo: str, number: int) -> set[int]:
-        """Root comment ids of the PR's review threads that are neither resolved nor outdated.
+        """Root comment ids of the PR's review threads that are neither resolved nor outdated."""
+        threads = self.review_threads(repo, number)
+        return {t.root_id for t in threads if not t.resolved and not t.outdated}
 
-        Thread resolution exists only in GitHub's GraphQL API.
-        """
+    def review_threads(self, repo: str, number: int) -> list[ThreadInfo]:
+        """Every review thread of the pull request (resolution exists only in GraphQL)."""
         owner, name = _check_repo(repo).split("/")
-        found: set[int] = set()
+        found: list[ThreadInfo] = []
         cursor: str | None = None
         while True:
             variables = {"owner": owner, "name": name, "number": number, "cursor": cursor}
@@ -525,11 +532,48 @@ class GitHubClient:
             threads = pull["reviewThreads"]
             for node in threads["nodes"]:
                 first = node["comments"]["nodes"]
-                if first and not node["isResolved"] and not node["isOutdated"]:
-                    found.add(int(first[0]["databaseId"]))
+                if not first:
+                    continue
+                by = node.get("resolvedBy") or {}
+                found.append(
+                    ThreadInfo(
+                        root_id=int(first[0]["databaseId"]),
+                        resolved=bool(node["isResolved"]),
+                        outdated=bool(node["isOutdated"]),
+                        resolved_by=str(by["login"]) if by.get("login") else None,
+                    )
+                )
             if not threads["pageInfo"]["hasNextPage"]:
                 return found
             cursor = threads["pageInfo"]["endCursor"]
+
+    def reactions(self, repo: str, comment_type: str, comment_id: int) -> list[ReactionInfo]:
+        """Every reaction on a comment ("review" or "issue"), oldest first."""
+        url = f"{_comment_url(repo, comment_type, comment_id)}/reactions"
+        per_page = self.settings.per_page
+
+        def fetch() -> list[ReactionInfo]:
+            out: list[ReactionInfo] = []
+            page = 1
+            while True:
+                _, data = self._gh.requester.requestJsonAndCheck(
+                    "GET", url, parameters={"per_page": per_page, "page": page}
+                )
+                for item in data if isinstance(data, list) else []:
+                    user = item.get("user") or {}
+                    out.append(
+                        ReactionInfo(
+                            id=int(item["id"]),
+                            content=str(item.get("content") or ""),
+                            login=str(user.get("login") or ""),
+                            user_type=str(user.get("type") or "User"),
+                        )
+                    )
+                if not isinstance(data, list) or len(data) < per_page:
+                    return out
+                page += 1
+
+        return self._call(f"GET {url}", fetch)
 
     def add_reaction(self, repo: str, comment_type: str, comment_id: int, content: str) -> int:
         """React to a comment (idempotent on GitHub's side); returns the reaction's id."""

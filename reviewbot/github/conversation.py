@@ -312,11 +312,17 @@ def summary_reply(summary: str | None, head_sha: str, revised_units: int) -> str
 # --- reply texts --------------------------------------------------------------------------
 
 
-def help_text(config_summary: str, unknown: str | None = None, config_error: str = "") -> str:
+def help_text(
+    config_summary: str,
+    unknown: str | None = None,
+    config_error: str = "",
+    suppression: str = "",
+) -> str:
     """The /help reply: the command table, then the repository's effective configuration.
 
     The config summary holds the repository's own strings: it sits in a code
     block whose fence nothing inside can close; the config error is made inert.
+    ``suppression``: reviewbot's own sentence on the suppression rules in effect.
     """
     lines = []
     if unknown:
@@ -335,6 +341,8 @@ def help_text(config_summary: str, unknown: str | None = None, config_error: str
     else:
         lines += ["**Effective configuration** (`.github/reviewbot.toml`, default branch):", ""]
     lines.append(code_block(config_summary, "toml"))
+    if suppression:
+        lines += ["", suppression]
     return "\n".join(lines)
 
 

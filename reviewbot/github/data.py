@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from reviewbot.settings.defaults import BOT_LOGIN_SUFFIX
@@ -56,6 +57,8 @@ class PullInfo:
     author: str
     author_type: str
     default_branch: str
+    merged: bool = False
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,24 @@ class CommentInfo:
     diff_hunk: str = ""
     author_id: int | None = None
     by_reviewbot: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A review thread: its root comment, whether (and by whom) it was resolved, and
+    whether GitHub shows it as outdated (its lines changed)."""
+
+    root_id: int
+    resolved: bool
+    outdated: bool
+    resolved_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ReactionInfo:
+    """A reaction on a comment: its content (``+1``, ``-1``…) and who reacted."""
+
+    id: int
+    content: str
+    login: str
+    user_type: str = "User"

@@ -113,6 +113,47 @@ def added_lines(diff_text: str) -> dict[str, set[int]]:
     return changed
 
 
+@dataclass(frozen=True)
+class LineChanges:
+    """What a diff did to one file's lines, in its old-side numbers: the lines it
+    removed, and after which old line each added line went (0: before the first).
+    ``new_path``: the file's path after the diff (None: the diff deleted it)."""
+
+    new_path: str | None
+    removed: frozenset[int] = frozenset()
+    inserted_after: tuple[int, ...] = ()
+
+
+def line_changes(diff_text: str) -> dict[str, LineChanges]:
+    """Per old-side path, what the diff did to the file's lines (binary files left out).
+
+    Paths are read as :func:`plan_diff` reads them. Raises :class:`DiffError` like the
+    planner. A file the diff adds has no old side and is not listed.
+    """
+    parsed = _read(diff_text)
+    if parsed is None:
+        return {}
+    out: dict[str, LineChanges] = {}
+    for patched in parsed[1]:
+        paths = _paths(patched)
+        if paths.old is None or patched.is_binary_file:
+            continue
+        removed: set[int] = set()
+        inserted: list[int] = []
+        for hunk in patched:
+            last_old = hunk.source_start - 1
+            for line in hunk:
+                if line.is_added:
+                    inserted.append(last_old)
+                elif line.source_line_no is not None:
+                    last_old = line.source_line_no
+                    if line.is_removed:
+                        removed.add(line.source_line_no)
+        new = None if patched.is_removed_file else paths.new
+        out[paths.old] = LineChanges(new, frozenset(removed), tuple(inserted))
+    return out
+
+
 def _read(diff_text: str) -> tuple[list[str], PatchSet] | None:
     """The checked, normalised lines of a diff and their parse; None for an empty diff."""
     text = diff_text.removeprefix("\ufeff")

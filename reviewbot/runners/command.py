@@ -25,7 +25,14 @@ from reviewbot.jobs.deadline import DeadlineExceeded
 from reviewbot.jobs.job import Job
 from reviewbot.review.units import DiffError
 from reviewbot.runners.handlers import HANDLERS, AlreadyAnswered, CommandContext
-from reviewbot.runners.ports import PROCESS_LOCKS, EngineProvider, GitHubPort, Outcome, PullLocks
+from reviewbot.runners.ports import (
+    PROCESS_LOCKS,
+    EngineProvider,
+    FindingStore,
+    GitHubPort,
+    Outcome,
+    PullLocks,
+)
 from reviewbot.settings.defaults import (
     REACTION_DONE,
     REACTION_FAILED,
@@ -48,6 +55,7 @@ def run_command_job(
     review_drafts: bool = False,
     locks: PullLocks = PROCESS_LOCKS,
     defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS,
+    store: FindingStore | None = None,
 ) -> Outcome:
     """Carry out the command of ``job`` and answer it once; idempotent.
 
@@ -76,6 +84,7 @@ def run_command_job(
         review_drafts,
         locks,
         defaults,
+        store,
     )
 
     def finish(reaction: str | None) -> None:

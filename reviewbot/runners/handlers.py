@@ -54,7 +54,15 @@ from reviewbot.review.pipeline import (
 )
 from reviewbot.review.prompts import hunk_original
 from reviewbot.review.units import ReviewUnit
-from reviewbot.runners.ports import PROCESS_LOCKS, EngineProvider, GitHubPort, Outcome, PullLocks
+from reviewbot.runners.ports import (
+    PROCESS_LOCKS,
+    EngineProvider,
+    FindingStore,
+    GitHubPort,
+    Outcome,
+    PullLocks,
+)
+from reviewbot.runners.recording import suppression_sentence
 from reviewbot.runners.review import head_reader, run_review_job
 from reviewbot.settings.defaults import SERVER_REVIEW_DEFAULTS, ReviewOptions
 from reviewbot.settings.repo import RepoConfig, RepoConfigError
@@ -88,6 +96,8 @@ class CommandContext:
     defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS
     """What a review produces where a repository does not say (the server's profile
     threshold and ``changed_lines``)."""
+    store: FindingStore | None = None
+    """Where posted findings and their outcomes are kept (None: nowhere)."""
 
     def options(self, config: RepoConfig) -> ReviewOptions:
         """What a review produces for this repository (its settings over the server's)."""
@@ -165,7 +175,9 @@ def help_(ctx: CommandContext) -> Outcome:
     except RepoConfigError as e:
         config, error = RepoConfig(), str(e)
     unknown = None if ctx.command.known else ctx.command.name
-    reply_id = ctx.reply(help_text(config.to_toml_summary(ctx.review_drafts), unknown, error))
+    summary = config.to_toml_summary(ctx.review_drafts)
+    rules = suppression_sentence(ctx.store, ctx.job.repo, config)
+    reply_id = ctx.reply(help_text(summary, unknown, error, rules))
     return Outcome("answered", reply_id)
 
 
@@ -181,6 +193,7 @@ def review(ctx: CommandContext) -> Outcome:
         reply_to=job.comment_id,
         locks=ctx.locks,
         defaults=ctx.defaults,
+        store=ctx.store,
     )
     if outcome.status in ("posted", "already-answered"):
         return outcome

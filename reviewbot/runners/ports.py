@@ -122,6 +122,10 @@ class ModelPort(Protocol):
     teacher-forced: what a finding's confidence is computed from)."""
 
     renderer: Renderer
+    model_name: str
+    """The base model (hub id, directory or ``smollm2``): recorded with posted findings."""
+    adapter: str | None
+    """The adapter directory on top of it (None: the base alone)."""
 
     def generate(self, prompts: list[str]) -> list[str]: ...
     def score(self, prompts: list[str], completions: list[str]) -> list[float]: ...

@@ -26,16 +26,19 @@ from reviewbot.github.markers import Markers
 from reviewbot.github.payload import build_review_payload
 from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, current_deadline
 from reviewbot.jobs.job import HEAD_REVIEW_KINDS, Job
+from reviewbot.learning.suppression import suppress
 from reviewbot.review.diffplan import plan_diff
 from reviewbot.review.interdiff import restrict_to_interdiff
 from reviewbot.review.pipeline import ReadFile, review_plan
 from reviewbot.runners.ports import (
     PROCESS_LOCKS,
     EngineProvider,
+    FindingStore,
     GitHubPort,
     Outcome,
     PullLocks,
 )
+from reviewbot.runners.recording import record_posted, rules_for
 from reviewbot.settings.defaults import SERVER_REVIEW_DEFAULTS, ReviewOptions
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ def run_review_job(
     reply_to: int | None = None,
     locks: PullLocks = PROCESS_LOCKS,
     defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS,
+    store: FindingStore | None = None,
 ) -> Outcome:
     """Review the PR at ``job.head_sha`` and post one review; idempotent.
 
@@ -100,6 +104,8 @@ def run_review_job(
     ``locks``: the pull request's lock, held from re-reading the markers to posting.
     ``defaults``: what a review produces where the repository's configuration does not
     say (the server's profile threshold and ``changed_lines``).
+    ``store``: where posted findings are recorded and rejected ones looked up
+    (:mod:`reviewbot.runners.recording`; None: neither).
 
     The check run carries the job's key as its ``external_id``: an attempt after a
     transient error or a killed worker finds the run an earlier attempt left in
@@ -141,6 +147,7 @@ def run_review_job(
             stages,
             locks,
             defaults,
+            store,
         )
         if done.status in ("already-reviewed", "already-answered") and (
             gh.find_check_run(job.repo, job.head_sha, job.key) != check_id
@@ -220,6 +227,7 @@ def _review(
     stages: Stages | None = None,
     locks: PullLocks = PROCESS_LOCKS,
     defaults: ReviewOptions = SERVER_REVIEW_DEFAULTS,
+    store: FindingStore | None = None,
 ) -> tuple[Outcome, CheckRunResult]:
     """Plan, generate, then post under the pull request's lock.
 
@@ -257,6 +265,7 @@ def _review(
         score=engine.score,
         read_file=head_reader(gh, job.repo, job.head_sha),
     )
+    review = suppress(review, rules_for(store, job.repo, config))
     stages.done("generate")
     with locks.hold(job.repo, job.pr_number):
         fresh = gh.markers(job.repo, job.pr_number, conversation=reply_to is not None)
@@ -277,6 +286,7 @@ def _review(
         if payload is None:
             return Outcome("nothing-new"), check_run_success(None, job.head_sha)
         review_id = gh.post_review(job.repo, job.pr_number, payload)
+    record_posted(store, job, payload, review_id, engine)
     log.info("%s: posted review %d (%d inline)", job.key, review_id, len(payload.inline))
     return Outcome("posted", review_id), check_run_success(payload, job.head_sha)
 

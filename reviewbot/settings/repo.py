@@ -22,6 +22,7 @@ change how it is itself reviewed). Every key is optional; top-level keys only::
     priority = ["src/core/**"]       # reviewed first when the unit budget runs out
     path_instructions = [{ path = "src/api/**", instructions = "Check input validation." }]
     response_language = "de"         # the language reviewbot writes in
+    suppress_rejected = true         # never post again what the team rejected here
 
 Globs are :func:`fnmatch.fnmatch` patterns over the repository-relative path
 (``*`` also matches ``/``). Anything else — invalid TOML, an unknown key, a wrong
@@ -101,6 +102,8 @@ class RepoConfig:
     priority: tuple[str, ...] = ()
     path_instructions: tuple[tuple[str, str], ...] = ()
     response_language: str = ""
+    suppress_rejected: bool = True
+    """Findings the team rejected in this repository are not posted again."""
 
     def reviews_drafts(self, server_default: bool = REVIEW_DRAFTS) -> bool:
         """Whether draft pull requests are reviewed: the repository's say, else the server's."""
@@ -178,6 +181,7 @@ class RepoConfig:
             )
             + "]",
             f"response_language = {_toml_str(self.response_language)}",
+            f"suppress_rejected = {_toml_bool(self.suppress_rejected)}",
         ]
         return "\n".join(lines)
 
@@ -365,6 +369,7 @@ _PARSERS: dict[str, Any] = {
     "priority": _globs,
     "path_instructions": _path_instructions,
     "response_language": _language,
+    "suppress_rejected": _bool,
 }
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from reviewbot.settings.defaults import (
+    DATABASE_URL_ENV,
     DEFAULT_GITHUB_API_URL,
     DEFAULT_LOG_FORMAT,
     DEFAULT_METRICS_PORT,
@@ -30,6 +31,8 @@ from reviewbot.settings.defaults import (
     JOB_TIME_BUDGET,
     LOG_FORMATS,
     MODEL_LOAD_TIMEOUT,
+    OUTCOME_REFRESH_INTERVAL,
+    OUTCOME_REFRESH_MAX_REQUESTS,
     PROFILES,
     PROMPT_FORMATS,
     QUANTIZE_CHOICES,
@@ -71,6 +74,9 @@ TOKEN_BUDGET = "REVIEWBOT_INSTALLATION_TOKEN_BUDGET"
 LOG_FORMAT = "REVIEWBOT_LOG_FORMAT"
 METRICS_PORT = "REVIEWBOT_METRICS_PORT"
 LOAD_TIMEOUT = "REVIEWBOT_MODEL_LOAD_TIMEOUT"
+DATABASE_URL = DATABASE_URL_ENV
+OUTCOME_INTERVAL = "REVIEWBOT_OUTCOME_REFRESH_SECONDS"
+OUTCOME_REQUESTS = "REVIEWBOT_OUTCOME_MAX_REQUESTS"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _TRUE = ("1", "true", "yes", "on")
@@ -103,6 +109,12 @@ class Settings:
     private_key_path: Path | None = None
     github_api_url: str = DEFAULT_GITHUB_API_URL
     redis_url: str = DEFAULT_REDIS_URL
+    database_url: str | None = None
+    """The findings database (SQLAlchemy URL); None: a SQLite file under the cache dir."""
+    outcome_refresh_seconds: int = OUTCOME_REFRESH_INTERVAL
+    """How often ``reviewbot beat`` refreshes the outcome labels of posted findings."""
+    outcome_max_requests: int = OUTCOME_REFRESH_MAX_REQUESTS
+    """GitHub requests one installation's outcome refresh may make."""
     model: str | None = None
     adapter: str | None = None
     adapters: dict[str, str] = field(default_factory=dict, hash=False)
@@ -154,6 +166,15 @@ class Settings:
             private_key_path=key_path,
             github_api_url=_http_url(env) or DEFAULT_GITHUB_API_URL,
             redis_url=_redis_url(env) or DEFAULT_REDIS_URL,
+            database_url=env.get(DATABASE_URL),
+            outcome_refresh_seconds=env.parse(
+                OUTCOME_INTERVAL, _positive_int, "must be a positive integer"
+            )
+            or OUTCOME_REFRESH_INTERVAL,
+            outcome_max_requests=env.parse(
+                OUTCOME_REQUESTS, _positive_int, "must be a positive integer"
+            )
+            or OUTCOME_REFRESH_MAX_REQUESTS,
             model=env.get(MODEL),
             adapter=env.get(ADAPTER),
             adapters=adapters,
@@ -289,6 +310,9 @@ class Settings:
             "private_key_path": self.private_key_path,
             "github_api_url": redact_url(self.github_api_url),
             "redis_url": redact_url(self.redis_url),
+            "database_url": redact_url(self.database_url) if self.database_url else None,
+            "outcome_refresh_seconds": self.outcome_refresh_seconds,
+            "outcome_max_requests": self.outcome_max_requests,
             "model": self.model,
             "adapter": self.adapter,
             "adapters": self.adapters,
@@ -320,7 +344,7 @@ class Settings:
         found = [*self.webhook_secrets]
         if self.private_key:
             found.append(self.private_key.strip())
-        for url in (self.redis_url, self.github_api_url):
+        for url in (self.redis_url, self.github_api_url, self.database_url or ""):
             password = _password(url)
             if password:
                 found.append(password)
