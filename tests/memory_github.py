@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reviewbot.github.data import BotIdentity, CommentInfo, PullInfo
+from reviewbot.github.data import BotIdentity, CommentInfo, PullInfo, ReactionInfo, ThreadInfo
 from reviewbot.github.errors import GitHubError
 from reviewbot.github.markers import Markers, parse_markers, reply_marker
 from reviewbot.github.payload import (
@@ -143,6 +143,7 @@ class InMemoryGitHub:
         self._reactions: dict[tuple[str, str, int], dict[str, int]] = {}
         self._failures: dict[str, list[Exception]] = {}
         self.resolved: set[int] = set()
+        self.resolved_by: dict[int, str] = {}
         """Root comment ids of the review threads someone resolved."""
         self.reject_inline_once = False
         """Refuse the next review POST that has inline comments with a 422, as GitHub
@@ -266,7 +267,7 @@ class InMemoryGitHub:
 
     # -- reading back --------------------------------------------------------------------
 
-    def reactions(self, repo: str, comment_type: str, comment_id: int) -> set[str]:
+    def reactions_on(self, repo: str, comment_type: str, comment_id: int) -> set[str]:
         """The App's reactions now on a comment."""
         return set(self._reactions.get((repo, comment_type, comment_id), {}))
 
@@ -344,6 +345,22 @@ class InMemoryGitHub:
             for c in self._review_comments.get((repo, number), [])
             if c.in_reply_to is None and c.line is not None and c.id not in self.resolved
         }
+
+    def review_threads(self, repo: str, number: int) -> list[ThreadInfo]:
+        """Every thread: resolved ones by who resolved them (``resolved_by``)."""
+        self._enter("review_threads")
+        self._pull(repo, number)
+        return [
+            ThreadInfo(c.id, c.id in self.resolved, c.line is None, self.resolved_by.get(c.id))
+            for c in self._review_comments.get((repo, number), [])
+            if c.in_reply_to is None
+        ]
+
+    def reactions(self, repo: str, comment_type: str, comment_id: int) -> list[ReactionInfo]:
+        """The App's own reactions on a comment (the only ones this GitHub keeps)."""
+        self._enter("reactions")
+        mine = self._reactions.get(self._comment_key(repo, comment_type, comment_id), {})
+        return [ReactionInfo(rid, content, BOT, "Bot") for content, rid in mine.items()]
 
     def role(self, repo: str, login: str) -> str:
         self._enter("role")

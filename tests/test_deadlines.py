@@ -211,7 +211,7 @@ def test_a_command_past_its_budget_gets_its_failure_reply(gh) -> None:
     assert reply.body.startswith(
         "`/ask` failed: the job ran past its time budget of 60 s (during generation)"
     )
-    assert gh.reactions(REPO, "issue", comment) == {"confused"}
+    assert gh.reactions_on(REPO, "issue", comment) == {"confused"}
 
 
 # --- Celery's limits follow the budget ----------------------------------------------------

@@ -23,7 +23,6 @@ from reviewbot.cli import main as cli_main
 from reviewbot.github.app import GitHubApp
 from reviewbot.github.markers import parse_markers
 from reviewbot.jobs.job import Job
-from reviewbot.review.diffplan import plan_diff
 from reviewbot.runners.outcomes import refresh_outcomes
 from reviewbot.runners.review import run_review_job
 from reviewbot.settings.defaults import REJECTED_BEFORE, GitHubSettings
@@ -113,13 +112,11 @@ def critic(reword: bool = False):
     def respond(prompt: str) -> str:
         task = task_of(prompt)
         original = section(prompt, "ORIGINAL")
-        for key, critique in CRITIQUES.items():
-            if key in original:
-                break
-        else:
+        key = next((k for k in CRITIQUES if k in original), None)
+        if key is None:
             return "No issues."
         if task == "critique":
-            return REWORDED if reword and key == "result.append" else critique
+            return REWORDED if reword and key == "result.append" else CRITIQUES[key]
         code = original.split("\n", 1)[1] if original.startswith("FILE: ") else original
         if key == "total = a + b":
             return code.replace("    total = a + b\n    return total", "    return a + b")

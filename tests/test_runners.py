@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from memory_github import BOT, PORT_METHODS, InMemoryGitHub, ScriptedModel, section, task_of
@@ -30,6 +32,7 @@ from reviewbot.github.markers import (
 from reviewbot.github.payload import ReviewPayload
 from reviewbot.jobs.commands import COMMANDS, command_of
 from reviewbot.jobs.job import CommentType, Job
+from reviewbot.learning.records import Evidence, OutcomeLabel, StoreError
 from reviewbot.review.findings import Comment
 from reviewbot.runners.command import give_up, run_command_job
 from reviewbot.runners.ports import GitHubPort, Outcome, PullBusy
@@ -177,7 +180,7 @@ def command(gh: InMemoryGitHub, body: str, login: str = WRITER, thread: int | No
 
 def reactions(gh: InMemoryGitHub, job: Job) -> set[str]:
     assert job.comment_type is not None and job.comment_id is not None
-    return gh.reactions(REPO, job.comment_type, job.comment_id)
+    return gh.reactions_on(REPO, job.comment_type, job.comment_id)
 
 
 def seed_review(gh: InMemoryGitHub, kind: str, head: str) -> None:
@@ -771,8 +774,9 @@ def test_the_in_memory_github_has_the_signature_of_every_port_method() -> None:
         return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
 
     expected = """pull pull_diff compare_diff repo_config file_text markers review_comments
-    issue_comments review_thread unresolved_threads role post_review reply add_reaction
-    remove_reaction swap_reaction find_check_run start_check_run complete_check_run"""
+    issue_comments review_thread unresolved_threads review_threads reactions role post_review
+    reply add_reaction remove_reaction swap_reaction find_check_run start_check_run
+    complete_check_run"""
     assert set(expected.split()) == PORT_METHODS
     for name in PORT_METHODS:
         assert shape(getattr(InMemoryGitHub, name)) == shape(getattr(GitHubPort, name)), name
@@ -818,7 +822,7 @@ def test_every_port_method_behaves_like_github(gh) -> None:
     eyes = port.add_reaction(REPO, "issue", note, "eyes")
     assert port.add_reaction(REPO, "issue", note, "eyes") == eyes
     port.swap_reaction(REPO, "issue", note, "eyes", "rocket")
-    assert gh.reactions(REPO, "issue", note) == {"rocket"}
+    assert gh.reactions_on(REPO, "issue", note) == {"rocket"}
     port.remove_reaction(REPO, "issue", note, eyes)  # already gone is fine
     with pytest.raises(GitHubError):
         port.add_reaction(REPO, "issue", 99, "eyes")
@@ -1306,3 +1310,49 @@ def test_the_same_finding_on_the_same_code_after_a_rebase_is_not_posted_again(gh
 
     assert out == Outcome("nothing-new")
     assert len(gh.reviews) == 1
+
+
+# -- learning from outcomes: the findings store around a review ---------------------------
+
+
+class FailingStore:
+    """A findings database that is down: every call fails as the SQL store's do."""
+
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
+            raise StoreError("could not connect to server: Connection refused")
+
+        return fail
+
+
+def test_a_review_posts_when_the_findings_database_is_down(gh, model, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        out = run_review_job(review_job(), gh, model.engines, store=FailingStore())
+
+    assert out.status == "posted" and len(gh.reviews) == 1
+    assert "suppression rules unavailable" in caplog.text
+    assert "could not record" in caplog.text and "Connection refused" in caplog.text
+
+
+def test_a_review_records_what_it_posted_and_help_counts_the_rules(gh, model, store) -> None:
+    out = run_review_job(review_job(), gh, model.engines, store=store)
+
+    found = store.findings(REPO, NUMBER)
+    assert out.status == "posted" and found
+    assert {f.finding.fingerprint for f in found} == gh.markers(REPO, NUMBER).findings
+    assert all(f.finding.model == "scripted" and f.finding.original for f in found)
+    first = found[0].finding
+    store.set_outcomes(
+        REPO,
+        NUMBER,
+        {first.fingerprint: (OutcomeLabel("rejected", (Evidence("thumbs-down", "x"),)), None)},
+        settled=False,
+        checked_at=datetime.now(UTC),
+    )
+    run_command_job(command(gh, "/help"), gh, model.engines, store=store)
+    assert "Suppression of rejected findings: 1 rule(s) active" in gh.replies[-1].body
+    gh.set_config(REPO, "suppress_rejected = false\n")
+    run_command_job(command(gh, "/help"), gh, model.engines, store=store)
+    assert "off (`suppress_rejected = false`)" in gh.replies[-1].body
+    run_command_job(command(gh, "/help"), gh, model.engines)
+    assert "no findings database on this server" in gh.replies[-1].body
