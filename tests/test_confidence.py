@@ -274,6 +274,7 @@ def test_a_metered_model_charges_the_tokens_it_scored(budget: TokenBudget) -> No
 
     class Engine:
         renderer = Renderer()
+        model_name, adapter = "tiny", None
         last_score_stats = Stats()
 
         def score(self, prompts: list[str], completions: list[str]) -> list[float]:

@@ -83,12 +83,14 @@ def test_a_metered_model_charges_its_installation_the_prompt_tokens_it_sent(clie
 
     class Model:
         renderer = object()
+        model_name, adapter = "tiny", "/adapters/team"
         last_stats = Stats()
 
         def generate(self, prompts: list[str]) -> list[str]:
             return [p.upper() for p in prompts]
 
     metered = MeteredModel(Model(), tokens, 42)
+    assert (metered.model_name, metered.adapter) == ("tiny", "/adapters/team")  # recorded
     assert metered.generate(["a", "b"]) == ["A", "B"]
     assert metered.renderer is Model.renderer
     assert tokens.used(42) == 321

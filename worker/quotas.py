@@ -67,6 +67,8 @@ class MeteredModel:
     def __init__(self, model: Any, tokens: TokenBudget, installation_id: int) -> None:
         self.model = model
         self.renderer: Renderer = model.renderer
+        self.model_name: str = model.model_name
+        self.adapter: str | None = model.adapter
         self.tokens = tokens
         self.installation_id = installation_id
 
