@@ -647,3 +647,15 @@ FINDING_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 OTHER_CATEGORY = "other"
+
+
+# --------------------------------------------------------- preference training (finetune/)
+
+#: Percent of the labelled findings held out of preference training for
+#: ``finetune eval --outcomes``: a record is held out when the sha256 of its fingerprint,
+#: as an integer, modulo 100 is below it (deterministic, shared by train and eval).
+PREFERENCE_EVAL_PERCENT = 20
+#: KTO's beta: how far the adapter may move from the reference (higher: less far).
+KTO_BETA = 0.1
+#: Peak learning rate of preference training (LoRA); SFT's is TrainSettings.learning_rate.
+PREFERENCE_LEARNING_RATE = 5e-5
