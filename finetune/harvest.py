@@ -27,6 +27,7 @@ from finetune.sources import Skip, SourceError, from_review_comment
 from reviewbot.github.client import GitHubClient
 from reviewbot.settings.defaults import (
     BOT_LOGIN_SUFFIX,
+    HUMAN_LABEL,
     REVIEWBOT_MARKER_PREFIX,
     TRUSTED_ASSOCIATIONS,
 )
@@ -233,3 +234,38 @@ def harvest(
     report.duplicates = len(examples) - len(report.examples)
     log.info("%s", report.summary().replace("\n", "; "))
     return report
+
+
+def human_records(examples: Iterable[Example]) -> list[dict[str, Any]]:
+    """The team's critique comments as labelled records (``label: "human"``), in the shape
+    of ``harvest --outcomes`` (:func:`reviewbot.learning.records.export_record`), so that
+    one file holds both for ``finetune train --preference``."""
+    out = []
+    for ex in examples:
+        if ex.task != "critique":
+            continue
+        prov, ctx = ex.provenance, ex.context
+        line = prov.get("line_number")
+        out.append(
+            {
+                "label": HUMAN_LABEL,
+                "evidence": [{"signal": "human-comment", "by": prov.get("author")}],
+                "fingerprint": None,
+                "repo": prov.get("repo"),
+                "pr": prov.get("pr"),
+                "head_sha": None,
+                "path": str(ctx.get("path") or prov.get("path") or ""),
+                "side": ctx.get("side", "RIGHT"),
+                "start_line": None,
+                "line": line if isinstance(line, int) else None,
+                "unit_start_line": ctx.get("start_line"),
+                "changed": list(ctx.get("changed", ())),
+                "original": ex.fields["ORIGINAL"],
+                "critique": ex.target,
+                "suggestion": None,
+                "comment_id": prov.get("comment_id"),
+                "model": None,
+                "adapter": None,
+            }
+        )
+    return out

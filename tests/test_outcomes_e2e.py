@@ -162,7 +162,12 @@ def apply_suggestion(text: str, start: int, end: int, suggestion: str) -> str:
 
 
 def test_three_findings_accepted_rejected_unknown_then_stats_then_suppressed(
-    world, github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch, capsys, database_url: str
+    world,
+    github: GitHubStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     git, base, head1, app, store = world
     # 1. reviewbot reviews the first head: three findings, recorded as it posts them.
@@ -226,7 +231,29 @@ def test_three_findings_accepted_rejected_unknown_then_stats_then_suppressed(
     table = capsys.readouterr().out
     assert "3 comments posted, 1 accepted, 1 rejected, 1 unknown" in table
 
-    # 5. The next push (the head before it was not reviewed: every unit is reviewed
+    # 5. The labelled findings export for preference training, one record per finding.
+    out = tmp_path / "outcomes.jsonl"
+    assert cli_main(["finetune", "harvest", REPO, "--outcomes", "--out", str(out)]) == 0
+    assert "wrote 3 record(s)" in capsys.readouterr().out
+    records = {r["fingerprint"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert {k: r["label"] for k, r in records.items()} == {
+        add.fingerprint: "accepted",
+        scale.fingerprint: "rejected",
+        mean.fingerprint: "unknown",
+    }
+    exported = records[add.fingerprint]
+    assert (exported["path"], exported["line"], exported["head_sha"]) == (
+        "src/calc.py",
+        add.line,
+        head1,
+    )
+    assert exported["original"] == add.original and exported["suggestion"] == add.suggestion
+    assert exported["evidence"] == [
+        {"signal": "suggestion-committed", "by": None, "commit": head2, "detail": ""}
+    ]
+    assert {"critique", "pr", "model", "adapter", "start_line"} <= set(exported)
+
+    # 6. The next push (the head before it was not reviewed: every unit is reviewed
     # again): the model says the rejected critique in other words on the same code; it
     # is not posted, and the review says why.
     head3 = git.commit(
