@@ -99,10 +99,13 @@ def adapters(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def env(github: GitHubStandIn, app_key: str, tiny_model_dir: Path, adapters) -> dict[str, str]:
+def env(
+    github: GitHubStandIn, app_key: str, tiny_model_dir: Path, adapters, tmp_path: Path
+) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWBOT_")}
     return {
         **base,
+        "REVIEWBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'findings.sqlite3'}",
         "REVIEWBOT_WEBHOOK_SECRET": "s3cret-value",
         "REVIEWBOT_REDIS_URL": redis_url(DEDUPE_DB),
         "REVIEWBOT_APP_ID": str(APP_ID),
@@ -122,6 +125,7 @@ def test_a_healthy_deployment_passes_every_check(env: dict[str, str], app_key: s
         "settings",
         "webhook secret",
         "Redis",
+        "findings database",
         "GitHub App",
         "bot login",
         "model",
@@ -132,7 +136,8 @@ def test_a_healthy_deployment_passes_every_check(env: dict[str, str], app_key: s
     assert all(line.startswith("✓") for line in found.values())
     assert "reviewbot[bot] (learned from GET /app)" in found["bot login"]
     assert "KV cache" in found["memory"] and "GB free" in found["memory"]
-    assert proc.stdout.rstrip().endswith("9 of 9 checks passed")
+    assert found["findings database"].endswith("findings.sqlite3 (schema up to date)")
+    assert proc.stdout.rstrip().endswith("10 of 10 checks passed")
     # secrets never appear
     assert "s3cret-value" not in proc.stdout + proc.stderr
     assert app_key.split("\n")[1] not in proc.stdout + proc.stderr
@@ -144,6 +149,7 @@ def test_each_problem_is_a_cross_with_its_fix_and_a_failing_exit_code(
     broken = {
         **env,
         "REVIEWBOT_REDIS_URL": "redis://127.0.0.1:1/0",
+        "REVIEWBOT_DATABASE_URL": "postgresql://team:pg-sekrit@127.0.0.1:1/reviewbot",
         "REVIEWBOT_BOT_LOGIN": "someone-else[bot]",
         "REVIEWBOT_ADAPTERS": f"team={adapters[0]},old={adapters[1]}",
     }
@@ -153,6 +159,8 @@ def test_each_problem_is_a_cross_with_its_fix_and_a_failing_exit_code(
     found = lines(proc)
     assert found["webhook secret"].startswith("✗")
     assert found["Redis"].startswith("✗ Redis: redis://127.0.0.1:1/0 does not answer")
+    assert found["findings database"].startswith("✗") and "127.0.0.1:1" in proc.stdout
+    assert "pg-sekrit" not in proc.stdout + proc.stderr
     assert found["bot login"].startswith("✗") and "reviewbot[bot]" in found["bot login"]
     assert found["adapter old"].startswith("✗") and "hidden_size" in found["adapter old"]
     assert found["adapter team"].startswith("✓")
@@ -160,7 +168,7 @@ def test_each_problem_is_a_cross_with_its_fix_and_a_failing_exit_code(
         proc.stdout
     )
     assert "fix: start Redis" in proc.stdout
-    assert proc.stdout.rstrip().endswith("6 of 10 checks passed; 4 failed")
+    assert proc.stdout.rstrip().endswith("6 of 11 checks passed; 5 failed")
 
 
 def test_a_wrong_key_a_missing_model_and_bad_settings_are_explained(

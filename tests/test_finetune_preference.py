@@ -314,6 +314,7 @@ def test_preference_moves_the_confidence_of_accepted_above_rejected(
     )  # fmt: skip
     assert code == 0
     result = json.loads(report.read_text())
+    print(json.dumps({k: result[k] for k in ("findings", "before", "after")}, indent=1))
     assert {
         "model", "adapter", "prompt_format", "quantized", "device", "outcomes",
         "confidence_method", "split", "eval_percent", "records", "findings", "accepted",

@@ -229,6 +229,8 @@ def test_three_findings_accepted_rejected_unknown_then_stats_then_suppressed(
     assert overall["rate"] == 0.5
     assert cli_main(["stats", REPO]) == 0
     table = capsys.readouterr().out
+    with capsys.disabled():  # the figures, for whoever runs this with -s
+        print(f"\n$ reviewbot stats {REPO}\n{table}")
     assert "3 comments posted, 1 accepted, 1 rejected, 1 unknown" in table
 
     # 5. The labelled findings export for preference training, one record per finding.

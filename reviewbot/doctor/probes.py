@@ -37,6 +37,7 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
     checks = [Check("settings", True, "every REVIEWBOT_* variable is valid")]
     checks.append(webhook_secret(settings))
     checks.append(redis_check(settings))
+    checks.append(database_check(settings))
     checks += github_app(settings)
     checks += model_checks(settings)
     return checks
@@ -73,6 +74,25 @@ def redis_check(settings: Settings) -> Check:
             "start Redis (`redis-server`), or point REVIEWBOT_REDIS_URL at it",
         )
     return Check("Redis", True, f"{where} answers (Redis {version})")
+
+
+def database_check(settings: Settings) -> Check:
+    """The findings database opens and its schema is current (it is migrated on open)."""
+    from reviewbot.learning.records import StoreError
+    from reviewbot.store.sql import SqlFindingStore
+
+    try:
+        store = SqlFindingStore.open(settings.database_url)
+    except StoreError as e:
+        return Check(
+            "findings database",
+            False,
+            str(e),
+            "start the database, or point REVIEWBOT_DATABASE_URL at one (unset: SQLite under "
+            "the cache dir); reviews still post without it, unrecorded",
+        )
+    with store:
+        return Check("findings database", True, f"{store.url} (schema up to date)")
 
 
 def github_app(settings: Settings) -> list[Check]:
