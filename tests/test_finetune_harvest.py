@@ -243,3 +243,33 @@ def test_only_the_teams_associations_are_trusted() -> None:
         reason = skip_reason({**human, "author_association": association}, "alice")
         assert reason == f"not by the team (author_association {association})"
         assert skip_reason({**human, "author_association": association}, "alice", None) is None
+
+
+def test_human_comments_become_records_that_prompt_as_the_comment_did() -> None:
+    from finetune.examples import Example, unit_context
+    from finetune.harvest import human_records
+    from finetune.preference import record_example
+    from reviewbot.learning.records import check_record
+    from reviewbot.review.prompts import Renderer
+    from reviewbot.review.units import ReviewUnit
+
+    unit = ReviewUnit("src/a.py", 7, 9, "@@", "x = 1\ny = x\nprint(y)", added_lines=(8,))
+    said = Example(
+        task="critique",
+        fields={"ORIGINAL": unit.original},
+        target="y is only printed: drop it.",
+        source="github",
+        provenance={"repo": "o/r", "pr": 4, "comment_id": 99, "author": "ann", "line_number": 8},
+        context=unit_context(unit),
+    )
+    revision = Example("revise", {"ORIGINAL": "a", "CRITIQUE": "b"}, "c", source="github")
+    [record] = human_records([said, revision])  # revisions are not critiques
+    assert check_record(record) is record
+    assert (record["label"], record["pr"], record["line"], record["comment_id"]) == (
+        "human",
+        4,
+        8,
+        99,
+    )
+    renderer = Renderer("alpaca")
+    assert record_example(record).prompt(renderer) == said.prompt(renderer)
