@@ -150,6 +150,12 @@ def _comment_url(repo: str, comment_type: str, comment_id: int) -> str:
     return f"/repos/{_check_repo(repo)}/{where}/comments/{int(comment_id)}"
 
 
+_RESOLVE_MUTATION = """
+mutation($thread: ID!) {
+  resolveReviewThread(input: {threadId: $thread}) { thread { id isResolved } }
+}
+"""
+
 _THREADS_QUERY = """
 query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
   repository(owner: $owner, name: $name) {
@@ -157,7 +163,7 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
       reviewThreads(first: 100, after: $cursor) {
         pageInfo { hasNextPage endCursor }
         nodes {
-          isResolved isOutdated resolvedBy { login }
+          id isResolved isOutdated resolvedBy { login }
           comments(first: 1) { nodes { databaseId } }
         }
       }
@@ -343,6 +349,9 @@ class GitHubClient:
                 default_branch=pr.base.repo.default_branch,
                 merged=bool(pr.merged),
                 closed_at=pr.closed_at,
+                body=pr.body or "",
+                labels=tuple(label.name for label in pr.labels),
+                head_ref=pr.head.ref or "",
             )
 
         return self._call(f"GET /repos/{repo}/pulls/{number}", fetch)
@@ -541,11 +550,33 @@ class GitHubClient:
                         resolved=bool(node["isResolved"]),
                         outdated=bool(node["isOutdated"]),
                         resolved_by=str(by["login"]) if by.get("login") else None,
+                        node_id=str(node.get("id") or ""),
                     )
                 )
             if not threads["pageInfo"]["hasNextPage"]:
                 return found
             cursor = threads["pageInfo"]["endCursor"]
+
+    def resolve_thread(self, repo: str, thread_id: str) -> None:
+        """Resolve a review thread (GraphQL ``resolveReviewThread``; idempotent)."""
+        _check_repo(repo)
+
+        def resolve() -> None:
+            _, data = self._gh.requester.graphql_query(_RESOLVE_MUTATION, {"thread": thread_id})
+            if data.get("errors"):
+                message = "; ".join(str(e.get("message")) for e in data["errors"])
+                raise GitHubError(f"could not resolve thread {thread_id}: {message}", 422)
+
+        self._call(f"POST graphql resolveReviewThread {repo}", resolve)
+
+    def update_pull_body(self, repo: str, number: int, body: str) -> None:
+        """Replace the pull request's description (PATCH /pulls/{number})."""
+        url = f"/repos/{_check_repo(repo)}/pulls/{int(number)}"
+
+        def patch() -> None:
+            self._gh.requester.requestJsonAndCheck("PATCH", url, input={"body": body})
+
+        self._call(f"PATCH {url}", patch)
 
     def reactions(self, repo: str, comment_type: str, comment_id: int) -> list[ReactionInfo]:
         """Every reaction on a comment ("review" or "issue"), oldest first."""

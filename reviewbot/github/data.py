@@ -59,6 +59,11 @@ class PullInfo:
     default_branch: str
     merged: bool = False
     closed_at: datetime | None = None
+    body: str = ""
+    """The pull request's description (its author's text, and /describe's section)."""
+    labels: tuple[str, ...] = ()
+    head_ref: str = ""
+    """The head branch's name."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class ThreadInfo:
     resolved: bool
     outdated: bool
     resolved_by: str | None = None
+    node_id: str = ""
+    """The thread's GraphQL id (what ``resolveReviewThread`` takes)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@
 - every finding, inline or listed in a review body, carries
   ``<!-- reviewbot:finding:{fingerprint} -->``, so a finding is never posted twice;
 - an answer to a command carries ``<!-- reviewbot:reply:{comment id} -->``, and the
-  one permission-denied reply a user gets on a PR ``<!-- reviewbot:denied:{login} -->``.
+  one permission-denied reply a user gets on a PR ``<!-- reviewbot:denied:{login} -->``;
+- the answer to /pause, /ignore or /resume carries ``<!-- reviewbot:state:{state} -->``:
+  the last one reviewbot wrote on a pull request says whether it is reviewed
+  automatically (:func:`automatic_state`).
 
 Anyone can type a marker into a comment: a marker counts only in a review or comment
 that reviewbot's own account wrote (:class:`reviewbot.github.data.BotIdentity`; the
@@ -28,7 +31,12 @@ _FINDING_MARKER = re.compile(_P + r"finding:([0-9a-f]{6,64}) -->")
 _REVIEW_MARKER = re.compile(_P + r"([a-z]{1,20}):([0-9a-f]{7,64}):([0-9a-f]{6,64}) -->")
 _REPLY_MARKER = re.compile(_P + r"reply:(\d{1,20}) -->")
 _DENIED_MARKER = re.compile(_P + r"denied:([A-Za-z0-9][A-Za-z0-9_.\[\]-]{0,60}) -->")
+_STATE_MARKER = re.compile(_P + r"state:(paused|ignored|active) -->")
 _ANY_MARKER = re.compile(_P + r"[^>]{0,200}-->")
+
+#: What /pause, /ignore and /resume set: automatic reviews of a pull request stop
+#: (``paused``), never happen (``ignored``), or happen (``active``, the default).
+AUTOMATIC_STATES = ("active", "paused", "ignored")
 
 
 class ReviewMarker(NamedTuple):
@@ -71,6 +79,27 @@ def denied_marker(login: str) -> str:
     if not _DENIED_MARKER.fullmatch(f"<!-- reviewbot:denied:{login} -->"):
         raise ValueError(f"not a GitHub login: {login!r}")
     return f"<!-- reviewbot:denied:{login} -->"
+
+
+def state_marker(state: str) -> str:
+    """Marks reviewbot's answer to /pause, /ignore or /resume with the state it set."""
+    if state not in AUTOMATIC_STATES:
+        raise ValueError(f"not an automatic-review state: {state!r}")
+    return f"<!-- reviewbot:state:{state} -->"
+
+
+def automatic_state(texts: Iterable[str]) -> str:
+    """The state the last state marker in ``texts`` set (``active`` when none did).
+
+    ``texts``: reviewbot's own comments on a pull request, oldest first (the GitHub
+    edge reads them from reviewbot's account alone: anyone can type a marker).
+    """
+    state = "active"
+    for text in texts:
+        found = _STATE_MARKER.findall(text or "")
+        if found:
+            state = found[-1]
+    return state
 
 
 def review_marker(kind: str, head_sha: str, fingerprint: str) -> str:

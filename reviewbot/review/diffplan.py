@@ -113,6 +113,25 @@ def added_lines(diff_text: str) -> dict[str, set[int]]:
     return changed
 
 
+def file_diffs(diff_text: str) -> list[tuple[str, str]]:
+    """Each file of a diff as (path, its hunks' text), in the diff's order; a binary file's
+    text says so. Paths are read as :func:`plan_diff` reads them; DiffError like it."""
+    parsed = _read(diff_text)
+    if parsed is None:
+        return []
+    out = []
+    for patched in parsed[1]:
+        paths = _paths(patched)
+        if patched.is_binary_file:
+            text = "(a binary file)"
+        else:
+            text = "".join(str(hunk) for hunk in patched)
+        if paths.old and paths.new and paths.old != paths.new:
+            text = f"(renamed from {paths.old})\n{text}"
+        out.append((paths.shown, text))
+    return out
+
+
 @dataclass(frozen=True)
 class LineChanges:
     """What a diff did to one file's lines, in its old-side numbers: the lines it

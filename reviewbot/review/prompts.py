@@ -60,12 +60,21 @@ def _load(name: str) -> dict:
     return tomllib.loads(text)
 
 
+#: The template files holding task texts: the seed tasks (what adapters are trained on),
+#: then /describe's.
+TASK_FILES = ("tasks.toml", "describe.toml")
+
+
 def task_text(task: str) -> str:
-    """The raw task template (with placeholders): critique/revise/summarise, or ask."""
-    tasks = _load("tasks.toml")
-    if task not in tasks:
-        raise KeyError(f"unknown task {task!r}; known: {', '.join(tasks)}")
-    return tasks[task]["text"]
+    """The raw task template (with placeholders): critique/revise/summarise, ask, or
+    /describe's describe-file and describe."""
+    known: list[str] = []
+    for name in TASK_FILES:
+        tasks = _load(name)
+        if task in tasks:
+            return tasks[task]["text"]
+        known += tasks
+    raise KeyError(f"unknown task {task!r}; known: {', '.join(known)}")
 
 
 def format_names() -> tuple[str, ...]:

@@ -177,6 +177,13 @@ NO_FINDING_ANSWER = "The code looks good: no issues found."
 BELOW_CONFIDENCE = "below confidence"
 #: What happens to a suggestion that introduces a syntax error.
 UNPARSABLE_MODES: tuple[str, ...] = ("plain", "drop")
+#: Where /describe writes the pull request's description: a comment, or the PR body
+#: (between reviewbot's hidden start and end markers; the author's text stays).
+DESCRIBE_MODES: tuple[str, ...] = ("comment", "body")
+#: The most lines of one file's diff a /describe prompt shows the model.
+DESCRIBE_FILE_DIFF_LINES = 80
+#: The most files /describe describes one by one (the rest are listed by name).
+DESCRIBE_MAX_FILES = 30
 #: At most this many ``path_instructions`` entries, each at most
 #: MAX_EXTRA_INSTRUCTIONS_CHARS long.
 MAX_PATH_INSTRUCTIONS = 20

@@ -23,6 +23,13 @@ change how it is itself reviewed). Every key is optional; top-level keys only::
     path_instructions = [{ path = "src/api/**", instructions = "Check input validation." }]
     response_language = "de"         # the language reviewbot writes in
     suppress_rejected = true         # never post again what the team rejected here
+    auto_review = true               # review pull requests automatically (commands always work)
+    ignore_title_patterns = ["WIP*"] # no automatic review when the title matches (globs,
+    ignore_labels = ["no-review"]    #   case-insensitive), a label is one of these, the
+    ignore_authors = ["dependabot[bot]"] # author is one of these, or the head branch
+    ignore_branches = ["release/*"]  #   matches (globs)
+    describe = "comment"             # /describe posts a comment, or "body": the PR body
+    describe_on_open = false         # describe every pull request when it is opened
 
 Globs are :func:`fnmatch.fnmatch` patterns over the repository-relative path
 (``*`` also matches ``/``). Anything else — invalid TOML, an unknown key, a wrong
@@ -33,6 +40,7 @@ meant to be shown to the repository's users in the review or check run.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import re
 import tomllib
@@ -44,6 +52,7 @@ from reviewbot.settings.defaults import (
     DEFAULT_EXCLUDES,
     DEFAULT_PROFILE,
     DELETION_MODES,
+    DESCRIBE_MODES,
     MAX_COMMENTS_LIMIT,
     MAX_EXTRA_INSTRUCTIONS_CHARS,
     MAX_PATH_INSTRUCTIONS,
@@ -104,6 +113,39 @@ class RepoConfig:
     response_language: str = ""
     suppress_rejected: bool = True
     """Findings the team rejected in this repository are not posted again."""
+    auto_review: bool = True
+    """Review pull requests automatically (on open and push); commands work either way."""
+    ignore_title_patterns: tuple[str, ...] = ()
+    ignore_labels: tuple[str, ...] = ()
+    ignore_authors: tuple[str, ...] = ()
+    ignore_branches: tuple[str, ...] = ()
+    describe: str = DESCRIBE_MODES[0]
+    describe_on_open: bool = False
+
+    def ignore_reason(
+        self, title: str, labels: tuple[str, ...], author: str, branch: str
+    ) -> str | None:
+        """Why a pull request gets no automatic review here (None: it does).
+
+        Titles and branches are matched with case-insensitive globs, labels and authors
+        by name (case-insensitively, as GitHub compares them).
+        """
+        if not self.auto_review:
+            return "automatic reviews are off here (`auto_review = false`)"
+        lowered = title.lower()
+        for pattern in self.ignore_title_patterns:
+            if fnmatch.fnmatchcase(lowered, pattern.lower()):
+                return f"its title matches `ignore_title_patterns` ({pattern!r})"
+        have = {label.lower() for label in labels}
+        for label in self.ignore_labels:
+            if label.lower() in have:
+                return f"it is labelled {label!r} (`ignore_labels`)"
+        if author.lower() in {a.lower() for a in self.ignore_authors}:
+            return f"its author {author!r} is in `ignore_authors`"
+        for pattern in self.ignore_branches:
+            if branch and fnmatch.fnmatchcase(branch.lower(), pattern.lower()):
+                return f"its branch matches `ignore_branches` ({pattern!r})"
+        return None
 
     def reviews_drafts(self, server_default: bool = REVIEW_DRAFTS) -> bool:
         """Whether draft pull requests are reviewed: the repository's say, else the server's."""
@@ -182,6 +224,13 @@ class RepoConfig:
             + "]",
             f"response_language = {_toml_str(self.response_language)}",
             f"suppress_rejected = {_toml_bool(self.suppress_rejected)}",
+            f"auto_review = {_toml_bool(self.auto_review)}",
+            f"ignore_title_patterns = {_toml_list(self.ignore_title_patterns)}",
+            f"ignore_labels = {_toml_list(self.ignore_labels)}",
+            f"ignore_authors = {_toml_list(self.ignore_authors)}",
+            f"ignore_branches = {_toml_list(self.ignore_branches)}",
+            f"describe = {_toml_str(self.describe)}",
+            f"describe_on_open = {_toml_bool(self.describe_on_open)}",
         ]
         return "\n".join(lines)
 
@@ -249,6 +298,22 @@ def _globs(key: str, value: Any) -> tuple[str, ...]:
                 f"{key}[{i}] must be a non-empty string glob, got {_describe(item)}", key
             )
     return tuple(value)
+
+
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    """A list of short names or title globs (labels, logins, title patterns)."""
+    if not isinstance(value, list):
+        raise RepoConfigError(f"{key} must be a list of strings, got {_describe(value)}", key)
+    if len(value) > MAX_REPO_GLOBS:
+        raise RepoConfigError(f"{key} has {len(value)} entries; at most {MAX_REPO_GLOBS}", key)
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip() or len(item) > 200:
+            raise RepoConfigError(
+                f"{key}[{i}] must be a non-empty string of at most 200 characters, "
+                f"got {_describe(item)}",
+                key,
+            )
+    return tuple(item.strip() for item in value)
 
 
 def _extra_instructions(key: str, value: Any) -> str:
@@ -370,6 +435,13 @@ _PARSERS: dict[str, Any] = {
     "path_instructions": _path_instructions,
     "response_language": _language,
     "suppress_rejected": _bool,
+    "auto_review": _bool,
+    "ignore_title_patterns": _names,
+    "ignore_labels": _names,
+    "ignore_authors": _names,
+    "ignore_branches": _globs,
+    "describe": _choice(DESCRIBE_MODES),
+    "describe_on_open": _bool,
 }
 
 
