@@ -344,6 +344,9 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
         metavar="X",
         help="the least confidence (0..1) a finding needs, instead of the profile's",
     )
+    from reviewbot.cli_post import add_post_arguments
+
+    add_post_arguments(p)
     p.set_defaults(func=cmd_review)
 
 
@@ -409,6 +412,10 @@ def git_file_reader(rev_range: str) -> Callable[[str], str | None]:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.post:  # post to the pull request through the App's review runner
+        from reviewbot.cli_post import cmd_post
+
+        return cmd_post(args)
     from reviewbot.review.diffplan import plan_diff
     from reviewbot.review.render import plan_json, plan_markdown, review_json, review_markdown
 

@@ -192,6 +192,9 @@ class _Pull:
     """Who resolved each resolved thread (by root comment id)."""
     merged_at: str | None = None
     """When the pull request was merged (ISO 8601), see ``merge_pull``."""
+    body: str = ""
+    """The pull request's description (``PATCH /pulls/{n}`` changes it)."""
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -372,8 +375,11 @@ class GitHubStandIn:
         author_type: str = "User",
         head_ref: str = "changes",
         state: str = "open",
+        body: str | None = None,
+        labels: list[str] | None = None,
     ) -> None:
-        """A pull request (again: a new head on the same PR, reviews kept)."""
+        """A pull request (again: a new head on the same PR, reviews kept; its body and
+        labels kept unless given)."""
         with self._lock:
             repo = self._repo(full_name)
             old = repo.pulls.get(number)
@@ -396,6 +402,11 @@ class GitHubStandIn:
                 pull.reviews, pull.comments = old.reviews, old.comments
                 pull.issue_comments, pull.resolved = old.issue_comments, old.resolved
                 pull.resolved_by, pull.merged_at = old.resolved_by, old.merged_at
+                pull.body, pull.labels = old.body, old.labels
+            if body is not None:
+                pull.body = body
+            if labels is not None:
+                pull.labels = list(labels)
             repo.pulls[number] = pull
             head_files = dict(files_at_head or {})
             repo.files[head_sha] = head_files
@@ -671,7 +682,6 @@ class GitHubStandIn:
             user=self._user(pull.author, pull.author_type),
             assignees=[],
             requested_reviewers=[],
-            labels=[],
             author_association="OWNER" if pull.author == owner else "CONTRIBUTOR",
             head={
                 "label": f"{owner}:{pull.head_ref}",
@@ -692,6 +702,11 @@ class GitHubStandIn:
             deletions=sum(f.deletions for f in pull.files),
             changed_files=len(pull.files),
             review_comments=len(pull.comments),
+            body=pull.body,
+            labels=[
+                {"id": _stable_id("label", n), "name": n, "color": "ededed", "default": False}
+                for n in pull.labels
+            ],
             merged=pull.merged_at is not None,
             merged_at=pull.merged_at,
             closed_at=pull.merged_at if pull.state == "closed" else None,
@@ -881,6 +896,7 @@ class GitHubStandIn:
             ("/repos/<owner>/<name>", self._get_repo, ["GET"]),
             ("/repos/<owner>/<name>/pulls", self._list_pulls, ["GET"]),
             ("/repos/<owner>/<name>/pulls/<int:number>", self._get_pull, ["GET"]),
+            ("/repos/<owner>/<name>/pulls/<int:number>", self._patch_pull, ["PATCH"]),
             ("/repos/<owner>/<name>/pulls/<int:number>/files", self._get_files, ["GET"]),
             ("/repos/<owner>/<name>/compare/<path:spec>", self._compare, ["GET"]),
             ("/repos/<owner>/<name>/contents/<path:path>", self._contents, ["GET"]),
@@ -1168,6 +1184,31 @@ class GitHubStandIn:
                 return _diff(pull.diff)
             return _json(self._pull_json(repo, pull))
 
+    def _patch_pull(self, owner: str, name: str, number: int) -> Response:
+        """``PATCH /pulls/{n}``: a new ``body`` (and ``title``), as its editor would."""
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not set(data) <= {"body", "title"}:
+            return _unprocessable("Invalid request: only body and title can change here")
+        if not all(isinstance(v, str) for v in data.values()):
+            return _unprocessable("Invalid request: body and title are strings")
+        with self._lock:
+            found = self._pull_or_404(owner, name, number)
+            if isinstance(found, Response):
+                return found
+            repo, pull = found
+            pull.body = data.get("body", pull.body)
+            pull.title = data.get("title", pull.title)
+            return _json(self._pull_json(repo, pull))
+
+    def pull_body(self, full_name: str, number: int) -> str:
+        with self._lock:
+            return self._repo(full_name).pulls[number].body
+
+    def set_pull_body(self, full_name: str, number: int, body: str) -> None:
+        """The author edits the pull request's description."""
+        with self._lock:
+            self._repo(full_name).pulls[number].body = body
+
     def _list_pulls(self, owner: str, name: str) -> Response:
         """``GET /repos/{o}/{r}/pulls``: ``state`` open/closed/all, ``sort`` created/updated."""
         state = request.args.get("state", "open")
@@ -1427,9 +1468,12 @@ class GitHubStandIn:
             return _json({"permission": permission, "role_name": role, "user": self._user(login)})
 
     def _graphql(self) -> Response:
-        """The one query reviewbot makes: a pull request's review threads."""
+        """What reviewbot asks of GraphQL: a pull request's review threads, and
+        ``resolveReviewThread``."""
         data = request.get_json(silent=True) or {}
         query, variables = data.get("query") or "", data.get("variables") or {}
+        if "resolveReviewThread" in query:
+            return self._resolve_mutation(str(variables.get("thread") or ""))
         if "reviewThreads" not in query:
             return _json({"errors": [{"message": "unsupported query in the stand-in"}]})
         with self._lock:
@@ -1440,6 +1484,7 @@ class GitHubStandIn:
                 return _json({"data": {"repository": None}, "errors": [error]})
             nodes = [
                 {
+                    "id": f"PRRT_{c['id']}",
                     "isResolved": c["id"] in pull.resolved,
                     "isOutdated": c.get("line") is None,
                     "resolvedBy": _resolver(pull, c["id"]),
@@ -1450,6 +1495,29 @@ class GitHubStandIn:
             ]
         threads = {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": nodes}
         return _json({"data": {"repository": {"pullRequest": {"reviewThreads": threads}}}})
+
+    def _resolve_mutation(self, thread: str) -> Response:
+        """``resolveReviewThread`` as the caller (its login becomes ``resolvedBy``)."""
+        root = int(thread.removeprefix("PRRT_")) if thread.startswith("PRRT_") else None
+        with self._lock:
+            for repo in self._repos.values():
+                for pull in repo.pulls.values():
+                    if any(c["id"] == root for c in pull.comments):
+                        pull.resolved.add(root)
+                        pull.resolved_by[root] = (g.get("user") or self.bot)["login"]
+                        resolved = {"thread": {"id": thread, "isResolved": True}}
+                        return _json({"data": {"resolveReviewThread": resolved}})
+        error = {
+            "type": "NOT_FOUND",
+            "message": f"Could not resolve to a node with the id {thread}",
+        }
+        return _json({"data": {"resolveReviewThread": None}, "errors": [error]})
+
+    def resolved_threads(self, full_name: str, number: int) -> dict[int, str]:
+        """Resolved threads (root comment id → who resolved it)."""
+        with self._lock:
+            pull = self._repo(full_name).pulls[number]
+            return {root: pull.resolved_by.get(root, "") for root in pull.resolved}
 
     def _create_check_run(self, owner: str, name: str) -> Response:
         data = request.get_json(silent=True) or {}

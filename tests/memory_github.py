@@ -362,6 +362,27 @@ class InMemoryGitHub:
         mine = self._reactions.get(self._comment_key(repo, comment_type, comment_id), {})
         return [ReactionInfo(rid, content, BOT, "Bot") for content, rid in mine.items()]
 
+    def resolve_thread(self, repo: str, thread_id: str) -> None:
+        """Resolve the thread of GraphQL id ``thread_id`` (``T_{root id}``) as reviewbot."""
+        self._enter("resolve_thread")
+        root = int(thread_id.removeprefix("T_"))
+        self.resolved.add(root)
+        self.resolved_by[root] = BOT
+
+    def update_pull_body(self, repo: str, number: int, body: str) -> None:
+        self._enter("update_pull_body")
+        self._pulls[repo, number] = replace(self._pull(repo, number), body=body)
+
+    def post_comment(self, repo: str, number: int, body: str, marker: str) -> int:
+        """reviewbot's own comment in the conversation (idempotent by ``marker``)."""
+        self._enter("post_comment")
+        self._pull(repo, number)
+        mine = self._issue_comments.get((repo, number), [])
+        found = next((c.id for c in mine if c.by_reviewbot and marker in c.body), None)
+        if found is not None:
+            return found
+        return self.add_issue_comment(repo, number, body, BOT, "Bot")
+
     def role(self, repo: str, login: str) -> str:
         self._enter("role")
         return self._roles.get((repo, login), "none")

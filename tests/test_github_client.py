@@ -228,6 +228,9 @@ def test_pull_metadata(client: GitHubClient, github: GitHubStandIn) -> None:
         title="WIP",
         author="dependabot[bot]",
         author_type="Bot",
+        body="Bumps the lockfile.",
+        labels=["dependencies", "no-review"],
+        head_ref="dependabot/pip/x",
     )
     assert client.pull(REPO, 7) == PullInfo(
         number=7,
@@ -239,6 +242,7 @@ def test_pull_metadata(client: GitHubClient, github: GitHubStandIn) -> None:
         author="Codertocat",
         author_type="User",
         default_branch="main",
+        head_ref="changes",
     )
     info = client.pull(REPO, 8)
     assert (info.draft, info.title, info.author, info.author_type) == (
@@ -247,6 +251,27 @@ def test_pull_metadata(client: GitHubClient, github: GitHubStandIn) -> None:
         "dependabot[bot]",
         "Bot",
     )
+    assert (info.body, info.labels, info.head_ref) == (
+        "Bumps the lockfile.",
+        ("dependencies", "no-review"),
+        "dependabot/pip/x",
+    )
+
+
+def test_resolving_a_thread_and_editing_the_body(client: GitHubClient, github: GitHubStandIn):
+    first = github.add_review_comment(REPO, 7, "Nit.", path="src/app.py", line=2)
+    [thread] = client.review_threads(REPO, 7)
+    assert (thread.root_id, thread.resolved) == (first["id"], False) and thread.node_id
+    client.resolve_thread(REPO, thread.node_id)
+    [thread] = client.review_threads(REPO, 7)
+    assert thread.resolved and thread.resolved_by == "reviewbot[bot]"
+    with pytest.raises(GitHubError, match="Could not resolve to a node"):
+        client.resolve_thread(REPO, "PRRT_404")
+    client.update_pull_body(REPO, 7, "New text")
+    assert github.pull_body(REPO, 7) == "New text" and client.pull(REPO, 7).body == "New text"
+    marker = "<!-- reviewbot:description -->"
+    first_id = client.post_comment(REPO, 7, f"Described.\n\n{marker}", marker)
+    assert client.issue_comments(REPO, 7)[-1].id == first_id
 
 
 def test_diff_and_compare_use_the_diff_media_type(

@@ -774,9 +774,9 @@ def test_the_in_memory_github_has_the_signature_of_every_port_method() -> None:
         return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
 
     expected = """pull pull_diff compare_diff repo_config file_text markers review_comments
-    issue_comments review_thread unresolved_threads review_threads reactions role post_review
-    reply add_reaction remove_reaction swap_reaction find_check_run start_check_run
-    complete_check_run"""
+    issue_comments review_thread unresolved_threads review_threads reactions resolve_thread
+    update_pull_body post_comment role post_review reply add_reaction remove_reaction
+    swap_reaction find_check_run start_check_run complete_check_run"""
     assert set(expected.split()) == PORT_METHODS
     for name in PORT_METHODS:
         assert shape(getattr(InMemoryGitHub, name)) == shape(getattr(GitHubPort, name)), name

@@ -642,6 +642,29 @@ class GitHubClient:
         if new is not None:
             self.add_reaction(repo, comment_type, comment_id, new)
 
+    def post_comment(self, repo: str, number: int, body: str, marker: str) -> int:
+        """A comment of reviewbot's own in the conversation (not an answer); returns its id.
+
+        ``body`` carries ``marker``: before a retry after an uncertain failure,
+        reviewbot's own comment carrying it is looked up (never posted twice).
+        """
+        text = clip_text(body, COMMENT_BODY_MAX_CHARS)
+        if marker not in text:
+            raise ValueError("the comment must carry its marker")
+        url = f"/repos/{_check_repo(repo)}/issues/{int(number)}/comments"
+
+        def posted() -> int | None:
+            found = (
+                c for c in self.issue_comments(repo, number) if c.by_reviewbot and marker in c.body
+            )
+            return next((c.id for c in found), None)
+
+        def post() -> int:
+            _, data = self._gh.requester.requestJsonAndCheck("POST", url, input={"body": text})
+            return int(data["id"])
+
+        return self._call(f"POST {url}", post, posted)
+
     def reply(self, repo: str, number: int, comment_type: str, comment_id: int, body: str) -> int:
         """Answer a comment: in its review thread, or in the conversation; returns the id.
 

@@ -81,6 +81,37 @@ COMMANDS: dict[str, CommandSpec] = {
             uses_model=True,
         ),
         CommandSpec(
+            "describe",
+            "/describe",
+            "describe what the pull request changes: a line per file, then a summary (a "
+            'comment, or the pull request\'s description with `describe = "body"`)',
+            uses_model=True,
+        ),
+        CommandSpec(
+            "pause",
+            "/pause",
+            "stop reviewing this pull request automatically (commands still work)",
+            uses_model=False,
+        ),
+        CommandSpec(
+            "resume",
+            "/resume",
+            "review this pull request automatically again (after /pause or /ignore)",
+            uses_model=False,
+        ),
+        CommandSpec(
+            "ignore",
+            "/ignore",
+            "never review this pull request automatically (commands still work)",
+            uses_model=False,
+        ),
+        CommandSpec(
+            "resolve",
+            "/resolve",
+            "resolve every unresolved reviewbot thread on this pull request",
+            uses_model=False,
+        ),
+        CommandSpec(
             "help",
             "/help",
             "show this help and the repository's effective configuration",

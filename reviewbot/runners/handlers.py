@@ -37,6 +37,7 @@ from reviewbot.github.markers import (
     reply_marker,
     review_fingerprint,
     review_marker,
+    state_marker,
 )
 from reviewbot.github.payload import build_review_payload
 from reviewbot.jobs.commands import COMMANDS, Command, CommandError, parse_command
@@ -54,6 +55,7 @@ from reviewbot.review.pipeline import (
 )
 from reviewbot.review.prompts import hunk_original
 from reviewbot.review.units import ReviewUnit
+from reviewbot.runners.describing import DESCRIPTION_MARKER, description_text, write_into_body
 from reviewbot.runners.ports import (
     PROCESS_LOCKS,
     EngineProvider,
@@ -111,8 +113,9 @@ class CommandContext:
         """The repository's ``.github/reviewbot.toml`` (RepoConfigError when invalid)."""
         return self.gh.repo_config(self.job.repo)
 
-    def reply(self, text: str) -> int | None:
-        """Answer the command comment (in its thread, or in the conversation).
+    def reply(self, text: str, conversation: bool = False) -> int | None:
+        """Answer the command comment (in its thread, or in the conversation; always in
+        the conversation with ``conversation``).
 
         Under the pull request's lock, reviewbot's markers are read again first: if
         another job answered the comment meanwhile, :class:`AlreadyAnswered` is raised;
@@ -128,7 +131,8 @@ class CommandContext:
                 raise AlreadyAnswered(job.comment_id)
             if parse_markers(body).denied & fresh.denied:
                 return None
-            return self.gh.reply(job.repo, job.pr_number, job.comment_type, job.comment_id, body)
+            where = "issue" if conversation else job.comment_type
+            return self.gh.reply(job.repo, job.pr_number, where, job.comment_id, body)
 
     def post_review(self, review: Review, kind: str, max_comments: int) -> int:
         """Post ``review`` as the answer to the command, under the pull request's lock.
@@ -165,6 +169,81 @@ def handles(name: str) -> Callable[[Handler], Handler]:
         return handler
 
     return register
+
+
+@handles("pause")
+def pause(ctx: CommandContext) -> Outcome:
+    """/pause: no automatic reviews of this pull request until /resume."""
+    return _set_automatic(
+        ctx,
+        "paused",
+        "Automatic reviews of this pull request are paused. Commands still work; "
+        "`/resume` turns them back on.",
+    )
+
+
+@handles("ignore")
+def ignore(ctx: CommandContext) -> Outcome:
+    """/ignore: this pull request is never reviewed automatically (commands still work)."""
+    return _set_automatic(
+        ctx,
+        "ignored",
+        "reviewbot will not review this pull request automatically. Commands still work; "
+        "`/resume` undoes this.",
+    )
+
+
+@handles("resume")
+def resume(ctx: CommandContext) -> Outcome:
+    """/resume: automatic reviews again, after /pause or /ignore."""
+    return _set_automatic(
+        ctx, "active", "Automatic reviews of this pull request are on: the next push is reviewed."
+    )
+
+
+def _set_automatic(ctx: CommandContext, state: str, text: str) -> Outcome:
+    """Answer in the conversation with ``state``'s marker: reviewbot's last state marker
+    on the pull request decides whether automatic reviews run (it survives restarts)."""
+    reply_id = ctx.reply(f"{text}\n\n{state_marker(state)}", conversation=True)
+    return Outcome("answered", reply_id)
+
+
+@handles("resolve")
+def resolve(ctx: CommandContext) -> Outcome:
+    """/resolve: resolve every unresolved thread that reviewbot started (no one else's)."""
+    job = ctx.job
+    comments = ctx.gh.review_comments(job.repo, job.pr_number)
+    ours = {c.id for c in comments if c.by_reviewbot and c.in_reply_to is None}
+    threads = [
+        t
+        for t in ctx.gh.review_threads(job.repo, job.pr_number)
+        if t.root_id in ours and not t.resolved and t.node_id
+    ]
+    for thread in threads:
+        ctx.gh.resolve_thread(job.repo, thread.node_id)
+    if threads:
+        text = f"Resolved {len(threads)} reviewbot thread{'s' if len(threads) != 1 else ''}."
+    else:
+        text = "There is no unresolved reviewbot thread on this pull request."
+    return Outcome("answered", ctx.reply(text))
+
+
+@handles("describe")
+def describe(ctx: CommandContext) -> Outcome:
+    """/describe: what the pull request changes, per file then overall; a comment, or
+    reviewbot's section of the pull request's body (``describe = "body"``)."""
+    job = ctx.job
+    config = ctx.config()
+    engine = ctx.engines(config.adapter)
+    text = description_text(ctx.gh, job.repo, job.pr_number, engine)
+    if config.describe == "body":
+        write_into_body(ctx.gh, job.repo, job.pr_number, text, ctx.locks)
+        answer = (
+            "Wrote the description into the pull request's body (reviewbot's own section; "
+            "the rest of the body is untouched)."
+        )
+        return Outcome("answered", ctx.reply(answer))
+    return Outcome("answered", ctx.reply(f"{text}\n\n{DESCRIPTION_MARKER}"))
 
 
 @handles("help")

@@ -21,15 +21,18 @@ from reviewbot.github.checks import (
     check_run_superseded,
     check_run_timed_out,
 )
+from reviewbot.github.data import PullInfo
 from reviewbot.github.errors import GitHubError, TransientGitHubError
-from reviewbot.github.markers import Markers
+from reviewbot.github.markers import Markers, automatic_state
 from reviewbot.github.payload import build_review_payload
 from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, current_deadline
-from reviewbot.jobs.job import HEAD_REVIEW_KINDS, Job
+from reviewbot.jobs.job import AUTOMATIC_KINDS, HEAD_REVIEW_KINDS, Job
 from reviewbot.learning.suppression import suppress
 from reviewbot.review.diffplan import plan_diff
 from reviewbot.review.interdiff import restrict_to_interdiff
+from reviewbot.review.markdown import inert
 from reviewbot.review.pipeline import ReadFile, review_plan
+from reviewbot.runners.describing import describe_on_open
 from reviewbot.runners.ports import (
     PROCESS_LOCKS,
     EngineProvider,
@@ -40,6 +43,7 @@ from reviewbot.runners.ports import (
 )
 from reviewbot.runners.recording import record_posted, rules_for
 from reviewbot.settings.defaults import SERVER_REVIEW_DEFAULTS, ReviewOptions
+from reviewbot.settings.repo import RepoConfig
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +145,7 @@ def run_review_job(
             gh,
             engines,
             posted,
-            pull.draft,
+            pull,
             review_drafts,
             reply_to,
             stages,
@@ -221,7 +225,7 @@ def _review(
     gh: GitHubPort,
     engines: EngineProvider,
     posted: Markers,
-    draft: bool,
+    pull: PullInfo,
     drafts: bool,
     reply_to: int | None = None,
     stages: Stages | None = None,
@@ -239,9 +243,15 @@ def _review(
     stages = stages or Stages()
     config = gh.repo_config(job.repo)
     stages.done("fetch")
-    if draft and not config.reviews_drafts(drafts) and not job.interactive:
+    if pull.draft and not config.reviews_drafts(drafts) and not job.interactive:
         note = "Draft pull requests are not reviewed here (set `drafts = true` to change that)."
         return Outcome("skipped", detail="draft"), CheckRunResult("skipped", "Draft", note)
+    if job.kind in AUTOMATIC_KINDS:
+        why = automatic_skip(gh, job, config, pull)
+        if why is not None:
+            log.info("%s: not reviewed automatically: %s", job.key, why)
+            note = f"Not reviewed automatically: {inert(why)}. Comment `/review` for a review now."
+            return Outcome("skipped", detail=why), CheckRunResult("skipped", "Skipped", note)
     diff = gh.pull_diff(job.repo, job.pr_number)
     stages.done("fetch")
     plan = plan_diff(diff, config.plan_limits())
@@ -283,12 +293,30 @@ def _review(
             config.max_comments,
             reply_to,
         )
-        if payload is None:
-            return Outcome("nothing-new"), check_run_success(None, job.head_sha)
-        review_id = gh.post_review(job.repo, job.pr_number, payload)
+        review_id = None
+        if payload is not None:
+            review_id = gh.post_review(job.repo, job.pr_number, payload)
+    if job.kind == "auto" and config.describe_on_open:
+        said = describe_on_open(gh, job.repo, job.pr_number, config, engine, locks)
+        log.info("%s: describe_on_open: %s", job.key, said)
+    if payload is None or review_id is None:
+        return Outcome("nothing-new"), check_run_success(None, job.head_sha)
     record_posted(store, job, payload, review_id, engine)
     log.info("%s: posted review %d (%d inline)", job.key, review_id, len(payload.inline))
     return Outcome("posted", review_id), check_run_success(payload, job.head_sha)
+
+
+def automatic_skip(gh: GitHubPort, job: Job, config: RepoConfig, pull: PullInfo) -> str | None:
+    """Why an automatic review of ``pull`` does not run (None: it runs): /pause or /ignore
+    (reviewbot's last state marker on the pull request; only its own comments count),
+    ``auto_review = false``, or an ``ignore_*`` key of the repository's configuration."""
+    texts = [c.body for c in gh.issue_comments(job.repo, job.pr_number) if c.by_reviewbot]
+    state = automatic_state(texts)
+    if state == "paused":
+        return "automatic reviews of this pull request are paused (`/pause`; `/resume` undoes it)"
+    if state == "ignored":
+        return "this pull request is ignored (`/ignore`; `/resume` undoes it)"
+    return config.ignore_reason(pull.title, pull.labels, pull.author, pull.head_ref)
 
 
 def head_reader(gh: GitHubPort, repo: str, head_sha: str) -> ReadFile:
