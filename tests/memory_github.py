@@ -351,7 +351,13 @@ class InMemoryGitHub:
         self._enter("review_threads")
         self._pull(repo, number)
         return [
-            ThreadInfo(c.id, c.id in self.resolved, c.line is None, self.resolved_by.get(c.id))
+            ThreadInfo(
+                c.id,
+                c.id in self.resolved,
+                c.line is None,
+                self.resolved_by.get(c.id),
+                node_id=f"T_{c.id}",
+            )
             for c in self._review_comments.get((repo, number), [])
             if c.in_reply_to is None
         ]
