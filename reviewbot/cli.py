@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reviewbot import __version__
 from reviewbot.cli_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
@@ -31,6 +32,9 @@ from reviewbot.settings.defaults import (
     PlanLimits,
     ReviewOptions,
 )
+
+if TYPE_CHECKING:
+    from reviewbot.review.findings import Review
 
 log = logging.getLogger("reviewbot")
 
@@ -411,12 +415,21 @@ def git_file_reader(rev_range: str) -> Callable[[str], str | None]:
     return read
 
 
+def _machine_output(review: Review, fmt: str) -> str:
+    """The review for other tools: rdjson (reviewdog) or SARIF (code scanning)."""
+    from reviewbot.learning.records import category_of
+    from reviewbot.review.formats import review_rdjson, review_sarif
+
+    return review_rdjson(review) if fmt == "rdjson" else review_sarif(review, category_of)
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     if args.post:  # post to the pull request through the App's review runner
         from reviewbot.cli_post import cmd_post
 
         return cmd_post(args)
     from reviewbot.review.diffplan import plan_diff
+    from reviewbot.review.findings import Review
     from reviewbot.review.render import plan_json, plan_markdown, review_json, review_markdown
 
     threshold = min_confidence(args)
@@ -431,7 +444,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     except DiffError as e:
         raise CliError(str(e), EXIT_USAGE) from e
     if args.dry_run:
-        out = plan_json(plan) if args.format == "json" else plan_markdown(plan)
+        if args.format in ("rdjson", "sarif"):  # a review without findings: a valid document
+            out = _machine_output(Review(plan.units, (), None, plan.skipped), args.format)
+        else:
+            out = plan_json(plan) if args.format == "json" else plan_markdown(plan)
         sys.stdout.write(out)
         return EXIT_OK
     if args.max_new_tokens < 1 or args.batch_size < 1:
@@ -472,10 +488,11 @@ def cmd_review(args: argparse.Namespace) -> int:
             read_file=git_file_reader(args.git) if args.git else None,
         )
     else:
-        from reviewbot.review.findings import Review
-
         log.info("nothing to review: the diff has no reviewable hunks")
         review = Review((), (), None, plan.skipped)
+    if args.format in ("rdjson", "sarif"):
+        sys.stdout.write(_machine_output(review, args.format))
+        return EXIT_OK
     sys.stdout.write(review_json(review) if args.format == "json" else review_markdown(review))
     return EXIT_OK
 

@@ -38,11 +38,13 @@ from reviewbot.settings.defaults import (
     GitHubSettings,
     PlanLimits,
 )
+from reviewbot.settings.repo import RepoConfig, RepoConfigError, parse_repo_config
 
 if TYPE_CHECKING:
     from reviewbot.github.client import GitHubClient
     from reviewbot.github.errors import GitHubError
     from reviewbot.github.payload import ReviewPayload
+    from reviewbot.jobs.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,12 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
         f"the token's own account; in GitHub Actions {ACTIONS_BOT_LOGIN} when the token "
         "has none, as GITHUB_TOKEN)",
     )
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a reviewbot.toml to review with instead of the repository's "
+        ".github/reviewbot.toml on the default branch (the workflow chooses the file)",
+    )
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ def cmd_post(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) 
     from reviewbot.github.errors import GitHubError, TransientGitHubError
     from reviewbot.jobs.job import Job
     from reviewbot.logs import hide
-    from reviewbot.runners.review import give_up_review, run_review_job
+    from reviewbot.runners.review import run_review_job
 
     _check_usage(args)
     threshold = _min_confidence(args)
@@ -136,7 +144,8 @@ def cmd_post(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) 
     target = find_target(args, environ)
     in_actions = environ.get("GITHUB_ACTIONS") == "true"
     api_url = args.api_url or environ.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL
-    gh = ci_github(token, api_url, args.bot_login, in_actions)
+    config = _config_file(args.config)
+    gh = ci_github(token, api_url, args.bot_login, in_actions, config)
     job: Job | None = None
     try:
         head = target.head_sha or gh.pull(target.repo, target.number).head_sha
@@ -164,10 +173,7 @@ def cmd_post(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) 
             )
     except TransientGitHubError as e:
         if job is not None:  # no queue retries here: end the check run left in progress
-            try:
-                give_up_review(job, gh, 1, str(e))
-            except GitHubError as again:
-                log.info("could not complete the check run: %s", again)
+            _give_up(gh, job, str(e))
         raise CliError(f"GitHub did not answer in time, nothing posted: {e}") from None
     except GitHubError as e:
         raise CliError(f"nothing posted: {e}") from None
@@ -193,6 +199,22 @@ def cmd_post(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) 
         said = text.format(review_id=outcome.review_id, detail=outcome.detail)
         print(f"reviewbot: {where}: {said}", flush=True)
     return EXIT_OK
+
+
+def _give_up(gh: CiGitHub, job: Job, why: str) -> None:
+    """Complete the job's check run left in progress as given up (the App's queue would
+    retry; a workflow step does not)."""
+    from reviewbot.github.checks import check_run_gave_up
+    from reviewbot.github.errors import GitHubError
+    from reviewbot.runners.review import gh_safe_complete
+
+    try:
+        check_id = gh.find_check_run(job.repo, job.head_sha, job.key)
+        if check_id is not None:
+            result = check_run_gave_up(1, why)
+            gh_safe_complete(gh, job, check_id, result.conclusion, result.title, result.summary)
+    except GitHubError as e:
+        log.info("could not complete the check run: %s", e)
 
 
 def _check_usage(args: argparse.Namespace) -> None:
@@ -285,13 +307,14 @@ def find_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Target:
     if not isinstance(number, int) or isinstance(number, bool):
         raise CliError("the pull_request event has no pull request number", EXIT_USAGE)
     action = str(payload.get("action") or "")
+    event = f"{event_name or 'pull_request'} {action}".strip()
     head = _sha(_get(payload, "pull_request.head.sha"), "pull_request.head.sha")
     if action == "synchronize" and payload.get("before"):
         after = payload.get("after")
         head = _sha(after, "after") if after else head
         before = _sha(payload.get("before"), "before")
-        return Target(repo, number, "incremental", head, before, f"{event_name} {action}")
-    return Target(repo, number, "auto", head, None, f"{event_name or 'pull_request'} {action}")
+        return Target(repo, number, "incremental", head, before, event)
+    return Target(repo, number, "auto", head, None, event)
 
 
 def _read_event(environ: Mapping[str, str]) -> dict[str, Any] | None:
@@ -410,15 +433,21 @@ def _write_outputs(environ: Mapping[str, str], status: str, review_id: int | Non
 class CiGitHub:
     """The App's GitHub client (the runner's GitHub port), for a workflow's token.
 
+    ``config`` (``--config``) replaces the repository's ``.github/reviewbot.toml``.
     A check run GitHub refuses (403: a token without ``checks: write``) is skipped with
     a warning and the review is still posted; a posted review whose author is not the
     account whose markers count is reported (a rerun could not recognise it). Every
     other call is the client's own.
     """
 
-    def __init__(self, client: GitHubClient) -> None:
+    def __init__(self, client: GitHubClient, config: RepoConfig | None = None) -> None:
         self.client = client
+        self.config = config
         self.checks_refused: str | None = None
+
+    def repo_config(self, repo: str) -> RepoConfig:
+        """The ``--config`` file's settings when given, else the repository's own."""
+        return self.config if self.config is not None else self.client.repo_config(repo)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -486,7 +515,27 @@ class CiGitHub:
         return review_id
 
 
-def ci_github(token: str, api_url: str, login: str | None, in_actions: bool) -> CiGitHub:
+def _config_file(path: str | None) -> RepoConfig | None:
+    """The ``--config`` file's settings (None: the repository's own); exit 2 when bad."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise CliError(f"cannot read --config {path}: {e.strerror or e}", EXIT_USAGE) from None
+    try:
+        return parse_repo_config(text)
+    except RepoConfigError as e:
+        raise CliError(f"--config {path}: {e}", EXIT_USAGE) from None
+
+
+def ci_github(
+    token: str,
+    api_url: str,
+    login: str | None,
+    in_actions: bool,
+    config: RepoConfig | None = None,
+) -> CiGitHub:
     """The GitHub port of ``--post``. reviewbot's account: ``login``; else the token's own
     (``GET /user``), and in GitHub Actions, for a token that has none (``GITHUB_TOKEN``),
     github-actions[bot]."""
@@ -511,7 +560,7 @@ def ci_github(token: str, api_url: str, login: str | None, in_actions: bool) -> 
     elif in_actions:
         identity = token_or_actions_account
     client = GitHubClient.from_token(token, api_url, GITHUB_SETTINGS, identity=identity)
-    return CiGitHub(client)
+    return CiGitHub(client, config)
 
 
 # -- the model port ----------------------------------------------------------------------

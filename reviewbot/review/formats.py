@@ -18,8 +18,9 @@ its findings are opinions, not failed checks, so ``reviewdog -fail-level=error``
 a code-scanning gate on errors) never fails because of them.
 
 A comment on the old side (``LEFT``: lines a pure deletion removed) has no lines in
-the file at the head: it is reported on its file without a line range, its message
-saying which old lines it is about.
+the file at the head: rdjson reports it on its file without a line range, SARIF as a
+tool notification on its file (no result: code scanning needs a line); its message
+says which old lines it is about.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "bug": "A likely bug: wrong behaviour, an error case, a crash.",
     "performance": "A performance concern: needless work, memory or latency.",
     "tests": "Missing or weak tests.",
-    "docs": "Documentation, comments or naming of the text kind (typos, docstrings).",
+    "docs": "Documentation and comments: docstrings, typos, spelling.",
     "style": "Style and readability.",
     "other": "A finding of no recognised category.",
 }
@@ -192,19 +193,23 @@ def _sarif_fix(c: Comment, text: str) -> dict:
     }
 
 
-def sarif_result(c: Comment, rule_id: str, rule_index: int) -> dict:
-    """One comment as a SARIF ``result``."""
-    location = _artifact(c.path)
-    if c.side == "RIGHT":
-        start, end = _lines(c)
-        location["region"] = {"startLine": start, "endLine": end}
+def _sarif_message(c: Comment) -> dict:
+    """The plain text (the critique as said, else the body) and the inert Markdown body."""
     body = message(c)
     text = _on_old_side(c, c.critique.strip()) if c.critique.strip() else body
+    return {"text": text, "markdown": body}
+
+
+def sarif_result(c: Comment, rule_id: str, rule_index: int) -> dict:
+    """One comment on the head (RIGHT) side as a SARIF ``result``."""
+    start, end = _lines(c)
+    location = _artifact(c.path)
+    location["region"] = {"startLine": start, "endLine": end}
     out: dict = {
         "ruleId": rule_id,
         "ruleIndex": rule_index,
         "level": _sarif_level(c.confidence),
-        "message": {"text": text, "markdown": body},
+        "message": _sarif_message(c),
         "locations": [{"physicalLocation": location}],
         "partialFingerprints": {FINGERPRINT_KEY: c.fingerprint},
     }
@@ -212,8 +217,13 @@ def sarif_result(c: Comment, rule_id: str, rule_index: int) -> dict:
     if fix is not None:
         out["fixes"] = [_sarif_fix(c, fix)]
     if c.confidence is not None:
-        out["properties"] = {"confidence": c.confidence}
+        out["properties"] = _properties(c)
     return out
+
+
+def _properties(c: Comment, **more: str) -> dict:
+    """A SARIF property bag: ``more``, and the confidence when the finding was scored."""
+    return more | ({} if c.confidence is None else {"confidence": c.confidence})
 
 
 def _rule(category: str) -> dict:
@@ -235,14 +245,15 @@ def sarif_document(
     (:func:`reviewbot.learning.records.category_of`): each category used is a rule.
     Paths are relative to ``%SRCROOT%`` (the repository root); ``partialFingerprints``
     carries the finding's fingerprint, so code scanning keeps one alert per finding
-    across runs. Skipped files are tool notifications of the run's invocation.
+    across runs. Tool notifications of the run's invocation list the skipped files and
+    the old-side comments: code scanning shows a result only on lines of the analysed
+    commit (a ``region`` with a ``startLine``), which removed lines are not.
     """
-    categories = [category_of(c.critique or c.body) for c in review.comments]
+    head = [c for c in review.comments if c.side == "RIGHT"]
+    categories = [category_of(c.critique or c.body) for c in head]
     rules = sorted(set(categories))
     index = {name: i for i, name in enumerate(rules)}
-    results = [
-        sarif_result(c, cat, index[cat]) for c, cat in zip(review.comments, categories, strict=True)
-    ]
+    results = [sarif_result(c, cat, index[cat]) for c, cat in zip(head, categories, strict=True)]
     driver: dict = {
         "name": TOOL_NAME,
         "version": __version__,
@@ -258,6 +269,16 @@ def sarif_document(
             "locations": [{"physicalLocation": _artifact(s.path)}],
         }
         for s in review.skipped
+    ]
+    notes += [
+        {
+            "level": _sarif_level(c.confidence),
+            "message": _sarif_message(c),
+            "locations": [{"physicalLocation": _artifact(c.path)}],
+            "properties": _properties(c, fingerprint=c.fingerprint),
+        }
+        for c in review.comments
+        if c.side != "RIGHT"
     ]
     invocation = {"executionSuccessful": True, "toolExecutionNotifications": notes}
     return {

