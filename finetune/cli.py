@@ -6,12 +6,10 @@ import argparse
 import dataclasses
 import json
 import os
-import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError, date_arg, repo_arg
 from reviewbot.settings.defaults import (
     DEFAULT_GITHUB_API_URL,
     DEMO_MODEL,
@@ -30,7 +28,6 @@ from reviewbot.settings.defaults import (
 
 #: Where ``harvest`` finds a token when ``--token`` is not given.
 GITHUB_TOKEN_ENV = "GITHUB_TOKEN"
-_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,15 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- harvest
 
 
-def _date(text: str) -> datetime:
-    """A ``--since``/``--until`` value: YYYY-MM-DD or ISO 8601 (UTC unless it says)."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _add_harvest(group: argparse._SubParsersAction) -> None:
     p = group.add_parser(
         "harvest",
@@ -67,13 +55,13 @@ def _add_harvest(group: argparse._SubParsersAction) -> None:
     p.add_argument("repo", metavar="OWNER/REPO")
     p.add_argument(
         "--since",
-        type=_date,
+        type=date_arg,
         default=None,
         metavar="DATE",
         help="merged on or after (required without --outcomes; with it, also the findings"
         " posted on or after, and the team's comments are added as label human)",
     )
-    p.add_argument("--until", type=_date, default=None, metavar="DATE", help="merged up to")
+    p.add_argument("--until", type=date_arg, default=None, metavar="DATE", help="merged up to")
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="examples JSONL to write")
     p.add_argument("--token", default=None, help="GitHub token (default: $GITHUB_TOKEN)")
     p.add_argument(
@@ -101,8 +89,7 @@ def _add_harvest(group: argparse._SubParsersAction) -> None:
 def cmd_harvest(args: argparse.Namespace) -> int:
     from finetune.examples import write_examples
 
-    if not _REPO.fullmatch(args.repo):
-        raise CliError(f"not a repository (OWNER/REPO): {args.repo!r}", EXIT_USAGE)
+    repo_arg(args.repo)
     if args.max_pulls is not None and args.max_pulls < 1:
         raise CliError("--max-pulls must be positive", EXIT_USAGE)
     if args.since is not None and args.until is not None and args.until < args.since:

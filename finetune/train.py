@@ -334,17 +334,14 @@ def _prepare(loaded: LoadedModel, options: TrainSettings) -> Any:
     return peft_model
 
 
-def _arguments(
-    output: Path, options: TrainSettings, device: torch.device, has_eval: bool, progress: bool
-) -> Any:
-    from transformers import TrainingArguments
-
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    evaluate = has_eval and options.eval_steps > 0
-    return TrainingArguments(
+def common_arguments(
+    output: Path, options: TrainSettings, device: torch.device, progress: bool
+) -> dict[str, Any]:
+    """The trainer arguments every training stage shares (SFT here, preference in
+    :mod:`finetune.preference`): batch, schedule, seed, logging, saving, device."""
+    return dict(
         output_dir=str(output),
         per_device_train_batch_size=options.batch_size,
-        per_device_eval_batch_size=options.eval_batch_size,
         gradient_accumulation_steps=options.grad_accum,
         learning_rate=options.learning_rate,
         warmup_steps=options.warmup_ratio,
@@ -356,22 +353,34 @@ def _arguments(
         data_seed=options.seed,
         logging_steps=options.logging_steps,
         logging_first_step=True,
-        eval_strategy="steps" if evaluate else "no",
-        eval_steps=options.eval_steps if evaluate else None,
         save_strategy="steps" if options.save_steps else "no",
         save_steps=options.save_steps or 500,
         save_total_limit=options.save_total_limit,
-        train_sampling_strategy=(
-            "group_by_length" if options.group_by_length and not options.packing else "random"
-        ),
         include_num_input_tokens_seen="non_padding",
-        remove_unused_columns=False,
-        label_names=["labels"],
         use_cpu=device.type == "cpu",
-        bf16=bf16,
+        bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         dataloader_pin_memory=device.type == "cuda",
         report_to="none",
         disable_tqdm=not progress,
+    )
+
+
+def _arguments(
+    output: Path, options: TrainSettings, device: torch.device, has_eval: bool, progress: bool
+) -> Any:
+    from transformers import TrainingArguments
+
+    evaluate = has_eval and options.eval_steps > 0
+    return TrainingArguments(
+        **common_arguments(output, options, device, progress),
+        per_device_eval_batch_size=options.eval_batch_size,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=options.eval_steps if evaluate else None,
+        train_sampling_strategy=(
+            "group_by_length" if options.group_by_length and not options.packing else "random"
+        ),
+        remove_unused_columns=False,
+        label_names=["labels"],
     )
 
 

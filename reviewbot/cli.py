@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reviewbot import __version__
-from reviewbot.cli_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.cli_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, min_confidence
 from reviewbot.review.units import DiffError
 from reviewbot.settings.defaults import (
     DEFAULT_PROFILE,
@@ -352,17 +352,6 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
 
     add_post_arguments(p)
     p.set_defaults(func=cmd_review)
-
-
-def min_confidence(args: argparse.Namespace) -> float:
-    """The review's confidence threshold: ``--min-confidence``, else the profile's."""
-    if args.min_confidence is None:
-        return PROFILES[args.profile]
-    if not 0.0 <= args.min_confidence <= 1.0:
-        raise CliError(
-            f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}", EXIT_USAGE
-        )
-    return args.min_confidence
 
 
 def read_diff(args: argparse.Namespace) -> str:

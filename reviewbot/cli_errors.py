@@ -1,7 +1,14 @@
 """What the ``reviewbot`` and ``reviewbot finetune`` command lines share: exit codes,
-and the error that carries one (printed without a traceback)."""
+the error that carries one (printed without a traceback), and the argument readers
+several commands use (dates, repositories, the confidence threshold)."""
 
 from __future__ import annotations
+
+import argparse
+import re
+from datetime import UTC, datetime
+
+from reviewbot.settings.defaults import PROFILES
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -12,3 +19,34 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.code = code
+
+
+#: ``OWNER/REPO`` as a command line takes it.
+REPO_PATTERN = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+def date_arg(text: str) -> datetime:
+    """A ``--since``/``--until`` value: YYYY-MM-DD or ISO 8601 (UTC unless it says)."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def repo_arg(text: str) -> str:
+    """``text`` if it names a repository (OWNER/REPO), else a usage error."""
+    if not REPO_PATTERN.fullmatch(text):
+        raise CliError(f"not a repository (OWNER/REPO): {text!r}", EXIT_USAGE)
+    return text
+
+
+def min_confidence(args: argparse.Namespace) -> float:
+    """The confidence threshold of ``--min-confidence``, else of ``--profile``."""
+    if args.min_confidence is None:
+        return PROFILES[args.profile]
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise CliError(
+            f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}", EXIT_USAGE
+        )
+    return args.min_confidence

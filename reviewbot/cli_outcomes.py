@@ -6,14 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-from datetime import UTC, datetime
 from pathlib import Path
 
-from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError, date_arg, repo_arg
 from reviewbot.settings.defaults import CACHE_ENV, DEFAULT_CACHE_DIR
 
-_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 #: Celery beat's schedule file (when each entry last ran), under the cache dir.
 BEAT_SCHEDULE_FILE = "celerybeat-schedule"
 
@@ -72,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("repo", metavar="OWNER/REPO")
     p.add_argument(
         "--since",
-        type=_date,
+        type=date_arg,
         default=None,
         metavar="DATE",
         help="findings posted on or after (YYYY-MM-DD)",
@@ -86,20 +83,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="path groups, first match wins (repeatable; default: top-level dirs)",
     )
     p.set_defaults(func=cmd_stats)
-
-
-def _date(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _repo(text: str) -> str:
-    if not _REPO.fullmatch(text):
-        raise CliError(f"not a repository (OWNER/REPO): {text!r}", EXIT_USAGE)
-    return text
 
 
 def _server_settings():
@@ -148,7 +131,7 @@ def cmd_outcomes_refresh(args: argparse.Namespace) -> int:
     from reviewbot.runners.outcomes import refresh_outcomes
     from reviewbot.settings.server import SettingsError
 
-    repo = _repo(args.repo)
+    repo = repo_arg(args.repo)
     if args.max_requests is not None and args.max_requests < 1:
         raise CliError("--max-requests must be positive", EXIT_USAGE)
     try:
@@ -193,7 +176,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from reviewbot.learning.records import StoreError
     from reviewbot.learning.stats import acceptance_stats, stats_json, stats_table
 
-    repo = _repo(args.repo)
+    repo = repo_arg(args.repo)
     store = _open_store(_server_settings().database_url)
     try:
         items = store.labelled(repo, args.since)

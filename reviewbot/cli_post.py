@@ -28,10 +28,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reviewbot.cli_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
+from reviewbot.cli_errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    REPO_PATTERN,
+    CliError,
+    min_confidence,
+)
 from reviewbot.settings.defaults import (
     DEFAULT_GITHUB_API_URL,
-    PROFILES,
     REVIEW_DRAFTS,
     SERVER_REVIEW_DEFAULTS,
     GenerationSettings,
@@ -65,7 +71,6 @@ _RESULTS: dict[str, tuple[int, str]] = {
     "skipped": (EXIT_OK, "not reviewed ({detail}): nothing posted"),
 }
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _REV_PREFIX = re.compile(r"[0-9a-fA-F]{7,64}")
 
 
@@ -131,7 +136,7 @@ def cmd_post(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) 
     from reviewbot.runners.review import run_review_job
 
     _check_usage(args)
-    threshold = _min_confidence(args)
+    threshold = min_confidence(args)
     token = args.token or environ.get("GITHUB_TOKEN", "")
     if not token.strip():
         raise CliError(
@@ -256,18 +261,6 @@ def _check_usage(args: argparse.Namespace) -> None:
         )
 
 
-def _min_confidence(args: argparse.Namespace) -> float:
-    """The threshold where the repository sets none: ``--min-confidence``, else the
-    profile's (what REVIEWBOT_PROFILE is to a server)."""
-    if args.min_confidence is None:
-        return PROFILES[args.profile]
-    if not 0.0 <= args.min_confidence <= 1.0:
-        raise CliError(
-            f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}", EXIT_USAGE
-        )
-    return args.min_confidence
-
-
 def find_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Target:
     """The pull request to review: ``--repo``/``--pr``, else the workflow's event.
 
@@ -286,7 +279,7 @@ def find_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Target:
             "no repository: pass --repo OWNER/REPO (GitHub Actions sets GITHUB_REPOSITORY)",
             EXIT_USAGE,
         )
-    if not isinstance(repo, str) or not _REPO.fullmatch(repo):
+    if not isinstance(repo, str) or not REPO_PATTERN.fullmatch(repo):
         raise CliError(f"--repo must be OWNER/REPO, got {repo!r}", EXIT_USAGE)
     if pull is None:
         if args.pr is None:

@@ -9,41 +9,35 @@ every second here) queues the outcome refresh, which the worker runs on its
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
-from celery_worker import CeleryWorker
-from conftest import E2E_BROKER_DB, ROOT, redis_url
+from conftest import ROOT
 from github_standin import (  # noqa: F401  (fixtures: github, app_key)
-    APP_ID,
     GitHubStandIn,
     app_key_fixture,
     github_fixture,
 )
-from test_app_e2e import BASE, HEAD, NUMBER, REPO, SAMPLE_DIFF, send_job
+from test_app_e2e import (  # noqa: F401 - fixtures shared with the GitHub App tests
+    HEAD,
+    NUMBER,
+    REPO,
+    broker,
+    pr,
+    send_job,
+    start_worker,
+    worker_env,
+)
 
 from reviewbot.github.markers import parse_markers
 from reviewbot.jobs.job import Job
 from reviewbot.store.sql import SqlFindingStore
 
-BROKER = redis_url(E2E_BROKER_DB)
 INSTALLATION = 1
 MAINTAINER = "maintainer"
-
-
-@pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(BROKER)
-    r.flushdb()
-    yield r
-    r.flushdb()
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -57,32 +51,21 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def test_the_worker_records_findings_and_beat_refreshes_their_outcomes(
-    github: GitHubStandIn, app_key: str, tiny_model_dir: Path, broker, tmp_path: Path
+    pr: GitHubStandIn, worker_env: dict[str, str], start_worker, tiny_model_dir: Path, tmp_path
 ) -> None:
-    github.add_repo(REPO)
-    github.add_pull(REPO, NUMBER, SAMPLE_DIFF, HEAD, BASE)
+    github = pr
     github.set_role(REPO, MAINTAINER, "write")
     database = f"sqlite:///{tmp_path / 'findings.sqlite3'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWBOT_")}
-    env.update(
-        REVIEWBOT_REDIS_URL=BROKER,
-        REVIEWBOT_APP_ID=str(APP_ID),
-        REVIEWBOT_PRIVATE_KEY=app_key,
-        REVIEWBOT_GITHUB_API_URL=github.url,
-        REVIEWBOT_MODEL=str(tiny_model_dir),
-        REVIEWBOT_QUANTIZE="4bit",
-        REVIEWBOT_MAX_NEW_TOKENS="10",
-        REVIEWBOT_PROFILE="assertive",
-        REVIEWBOT_DATABASE_URL=database,
-        REVIEWBOT_OUTCOME_REFRESH_SECONDS="1",
-        REVIEWBOT_CACHE=str(tmp_path / "cache"),
-        HF_HUB_OFFLINE="1",
-    )
-    worker = CeleryWorker(env, tmp_path / "worker.log")
+    extra = {
+        "REVIEWBOT_DATABASE_URL": database,
+        "REVIEWBOT_OUTCOME_REFRESH_SECONDS": "1",
+        "REVIEWBOT_CACHE": str(tmp_path / "cache"),
+    }
+    env = {**worker_env, **extra}
+    worker = start_worker(**extra)
     beat_log = open(tmp_path / "beat.log", "a")  # noqa: SIM115 - closed below
     beat: subprocess.Popen | None = None
     try:
-        worker.wait_for(" ready.", 90)
         send_job(Job("auto", REPO, INSTALLATION, NUMBER, HEAD))
         worker.wait_for("finished: posted", 180)
 
@@ -121,5 +104,4 @@ def test_the_worker_records_findings_and_beat_refreshes_their_outcomes(
             beat.send_signal(signal.SIGTERM)
             beat.wait(20)
         beat_log.close()
-        worker.stop()
     assert "Scheduler: Sending due task refresh-outcomes" in (tmp_path / "beat.log").read_text()
