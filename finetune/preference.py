@@ -46,7 +46,9 @@ from finetune.train import (
     common_arguments,
     lora_config,
     peak_memory_bytes,
+    prepare_base,
     resolve_resume,
+    trainable_report,
     validate,
 )
 from reviewbot.learning.records import RecordError, check_record, record_context
@@ -377,22 +379,9 @@ def _trainer_class() -> type:
 
 def _trainable(loaded: LoadedModel, options: TrainSettings, adapter: str | None) -> Any:
     """The base made trainable: ``adapter`` continued, or a fresh LoRA (as SFT makes it)."""
-    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
-    from transformers import set_seed
+    from peft import PeftModel, get_peft_model
 
-    model = loaded.model
-    model.config.use_cache = False
-    kwargs = {"use_reentrant": False}
-    if loaded.quantized:
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=options.gradient_checkpointing,
-            gradient_checkpointing_kwargs=kwargs,
-        )
-    elif options.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        model.enable_input_require_grads()
-    set_seed(options.seed)
+    model = prepare_base(loaded, options)
     if adapter:
         log.info("continuing adapter %s", adapter)
         try:
@@ -402,9 +391,7 @@ def _trainable(loaded: LoadedModel, options: TrainSettings, adapter: str | None)
     else:
         tied = bool(getattr(loaded.config.get_text_config(), "tie_word_embeddings", False))
         peft_model = get_peft_model(model, lora_config(options, tied))
-    trainable, total = peft_model.get_nb_trainable_parameters()
-    log.info("training %d of %d parameters (%.2f%%)", trainable, total, 100 * trainable / total)
-    return peft_model
+    return trainable_report(peft_model)
 
 
 def _config(

@@ -307,9 +307,10 @@ def _recorder(path: Path) -> Any:
     return Recorder()
 
 
-def _prepare(loaded: LoadedModel, options: TrainSettings) -> Any:
-    """The base made trainable with LoRA (k-bit preparation for a 4-bit base)."""
-    from peft import get_peft_model, prepare_model_for_kbit_training
+def prepare_base(loaded: LoadedModel, options: TrainSettings) -> Any:
+    """The base ready for adapter training (every stage: SFT, preference): no KV cache,
+    k-bit preparation for a 4-bit base, gradient checkpointing, the seed set."""
+    from peft import prepare_model_for_kbit_training
     from transformers import set_seed
 
     model = loaded.model
@@ -326,12 +327,24 @@ def _prepare(loaded: LoadedModel, options: TrainSettings) -> Any:
     elif options.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.enable_input_require_grads()
-    tied = bool(getattr(loaded.config.get_text_config(), "tie_word_embeddings", False))
     set_seed(options.seed)
-    peft_model = get_peft_model(model, lora_config(options, tied))
+    return model
+
+
+def trainable_report(peft_model: Any) -> Any:
+    """Log how many parameters train; ``peft_model`` itself."""
     trainable, total = peft_model.get_nb_trainable_parameters()
     log.info("training %d of %d parameters (%.2f%%)", trainable, total, 100 * trainable / total)
     return peft_model
+
+
+def _prepare(loaded: LoadedModel, options: TrainSettings) -> Any:
+    """The base made trainable with a fresh LoRA."""
+    from peft import get_peft_model
+
+    model = prepare_base(loaded, options)
+    tied = bool(getattr(loaded.config.get_text_config(), "tie_word_embeddings", False))
+    return trainable_report(get_peft_model(model, lora_config(options, tied)))
 
 
 def common_arguments(
