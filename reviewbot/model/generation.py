@@ -127,6 +127,8 @@ class Engine:
         # activates this engine's adapter for the duration of one generate call.
         self._lock = lock or threading.RLock()
         self._select = select or nullcontext
+        self._no_lookup: str | None = None
+        """Why prompt lookup is off for this engine's model (None: it is not)."""
 
     @property
     def context_length(self) -> int:
@@ -174,7 +176,8 @@ class Engine:
         device = self.model.device
         return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
-    def _generation_config(self, new_tokens: int) -> Any:
+    def _generation_config(self, new_tokens: int, lookup: int = 0) -> Any:
+        """Greedy decoding of ``new_tokens``; ``lookup`` > 0: with prompt-lookup candidates."""
         from transformers import GenerationConfig
 
         return GenerationConfig(
@@ -184,7 +187,18 @@ class Engine:
             pad_token_id=self.pad_token_id,
             eos_token_id=self.eos_token_ids,
             bos_token_id=self.tokenizer.bos_token_id,
+            prompt_lookup_num_tokens=lookup or None,
         )
+
+    def lookup_tokens(self) -> int:
+        """Prompt-lookup candidate tokens :meth:`generate_copying` uses (0: none)."""
+        wanted = self.settings.prompt_lookup_tokens
+        if wanted <= 0:
+            return 0
+        if self._no_lookup is not None:
+            log.debug("prompt lookup off for %s: %s", self.model_name, self._no_lookup)
+            return 0
+        return wanted
 
     def _count_generated(self, new: torch.Tensor) -> int:
         """New tokens per row up to and including the first end-of-sequence token."""
@@ -206,13 +220,45 @@ class Engine:
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return texts, self._count_generated(new)
 
-    def generate(
+    def _decode(
+        self, rows: Sequence[list[int]], config: Any, plain: Any, deadline: Deadline | None
+    ) -> tuple[list[str], int]:
+        """``_run_batch`` with ``config``; with ``plain`` instead when ``config`` asks for
+        prompt lookup and this model cannot do it (then never again for this engine)."""
+        if config.prompt_lookup_num_tokens is None or self._no_lookup is not None:
+            return self._run_batch(rows, plain, deadline)
+        try:
+            return self._run_batch(rows, config, deadline)
+        except (ValueError, NotImplementedError) as e:  # e.g. a cache that cannot be cropped
+            self._no_lookup = f"{type(e).__name__}: {e}"
+            log.warning("prompt lookup failed (%s): decoding without it", self._no_lookup)
+            return self._run_batch(rows, plain, deadline)
+
+    def generate_copying(
         self, prompts: list[str], max_new_tokens: int | None = None, progress: bool = False
+    ) -> list[str]:
+        """:meth:`generate` for prompts whose completions mostly copy the prompt (revisions).
+
+        With ``settings.prompt_lookup_tokens`` > 0, every prompt decoded alone uses
+        prompt-lookup decoding (the same greedy output; it needs a batch of one): all of
+        them, one at a time, when there are at most ``settings.prompt_lookup_max_prompts``;
+        else they are batched as usual and only a batch left with one prompt uses it.
+        With 0, exactly :meth:`generate`."""
+        return self.generate(prompts, max_new_tokens, progress, copying=True)
+
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int | None = None,
+        progress: bool = False,
+        *,
+        copying: bool = False,
     ) -> list[str]:
         """Greedy completions of ``prompts`` (new text only), in input order.
 
         Inside a job, the job's deadline is checked before each batch and after every
         new token; past it, :class:`~reviewbot.jobs.deadline.DeadlineExceeded`.
+        ``copying``: see :meth:`generate_copying`.
         """
         from tqdm.auto import tqdm
 
@@ -232,8 +278,19 @@ class Engine:
         # Longest first: similar lengths share a batch (less padding), and running out
         # of memory shows at once.
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-        size = max(1, self.settings.batch_size)
+        lookup = self.lookup_tokens() if copying else 0
+        # prompt lookup (assisted generation) decodes one sequence at a time
+        alone = lookup > 0 and len(prompts) <= self.settings.prompt_lookup_max_prompts
+        size = 1 if alone else max(1, self.settings.batch_size)
         config = self._generation_config(new_tokens)
+        single = self._generation_config(new_tokens, lookup) if lookup else config
+        if lookup:
+            log.debug(
+                "prompt lookup (%d tokens) for %s of %d prompt(s)",
+                lookup,
+                "each" if alone else "a batch of one",
+                len(prompts),
+            )
         outputs = [""] * len(prompts)
         generated, first = 0, None
         torch.manual_seed(self.settings.seed)
@@ -241,7 +298,8 @@ class Engine:
         with self._lock, self._select(), bar, torch.inference_mode():
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
-                texts, count = self._run_batch([rows[i] for i in batch], config, deadline)
+                chosen = single if len(batch) == 1 else config
+                texts, count = self._decode([rows[i] for i in batch], chosen, config, deadline)
                 if deadline is not None:
                     deadline.check("generation")  # stopped by the deadline: cut off
                 for i, text in zip(batch, texts, strict=True):

@@ -55,6 +55,17 @@ def _generate(generate: Generate, prompts: list[str]) -> list[str]:
     return out
 
 
+def copying(generate: Generate) -> Generate:
+    """What generates revisions (completions that mostly copy their prompt's code):
+    the model's ``generate_copying`` (prompt lookup, :class:`~reviewbot.model.generation.Engine`)
+    when ``generate`` is the bound ``generate`` of a model that has one; else ``generate``."""
+    owner = getattr(generate, "__self__", None)
+    method = getattr(owner, "generate_copying", None)
+    if getattr(generate, "__name__", None) == "generate" and callable(method):
+        return method
+    return generate
+
+
 def _guidelines(unit: ReviewUnit, options: ReviewOptions) -> str:
     """The repository's guidelines for ``unit``: extra_instructions + matching path_instructions."""
     return unit_instructions(unit.path, options.extra_instructions, options.path_instructions)
@@ -263,6 +274,7 @@ def review_plan(
     *,
     score: Score | None = None,
     read_file: ReadFile | None = None,
+    revise_with: Generate | None = None,
 ) -> Review:
     """Critique every unit; rate each finding's confidence with ``score`` (those below
     ``options.min_confidence`` are counted, not posted); optionally revise and
@@ -270,7 +282,8 @@ def review_plan(
     (only a threshold of 0 allows that). ``read_file`` gives the text of a file at the
     head, to parse suggestions with (:func:`attach_revision`; each file is read at most
     once, only when one of its findings has a suggestion); without it, suggestions are
-    parsed with their unit's lines only."""
+    parsed with their unit's lines only. ``revise_with`` generates the revisions (default:
+    :func:`copying` of ``generate``)."""
     units = list(plan.units)
     critiques = _generate(generate, critique_prompts(units, renderer, options))
     findings, dropped = filter_critiques(units, critiques, options)
@@ -290,7 +303,8 @@ def review_plan(
         options.min_confidence,
     )
     if (options.revise or options.summary) and findings:
-        revisions = _generate(generate, revise_prompts(findings, renderer, options))
+        revise = revise_with or copying(generate)
+        revisions = _generate(revise, revise_prompts(findings, renderer, options))
         read = _read_once(read_file) if read_file is not None else None
         findings = [
             attach_revision(f, r, options, read) for f, r in zip(findings, revisions, strict=True)

@@ -124,7 +124,11 @@ class FindingStore(Protocol):
 class ModelPort(Protocol):
     """What the runners need of a model engine: its prompt renderer, generation, and
     scoring (the mean log-probability per token of each completion given its prompt,
-    teacher-forced: what a finding's confidence is computed from)."""
+    teacher-forced: what a finding's confidence is computed from).
+
+    A model may also have ``generate_copying(prompts)`` (same contract as ``generate``,
+    for revisions; the Engine's uses prompt lookup): the pipeline then generates
+    revisions with it (:func:`reviewbot.review.pipeline.copying`)."""
 
     renderer: Renderer
     model_name: str

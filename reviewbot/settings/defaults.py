@@ -92,6 +92,15 @@ class GenerationSettings:
     min_prompt_tokens: int = 64
     """Never truncate a prompt below this many tokens to make room for output."""
     seed: int = 0
+    prompt_lookup_tokens: int = 0
+    """Revise prompts (``Engine.generate_copying``): when > 0, each one decoded alone uses
+    prompt-lookup (n-gram) decoding, up to this many candidate tokens copied from the
+    prompt per step; same greedy output. 0: off (batched decoding beat it for the demo
+    model on CPU: ``bench/revise_lookup.py``)."""
+    prompt_lookup_max_prompts: int = 1
+    """With prompt lookup on, revise calls of at most this many prompts decode them one
+    at a time with it; larger ones are batched (``batch_size``), lookup only for a batch
+    left with one prompt."""
 
 
 @dataclass(frozen=True)
