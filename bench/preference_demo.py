@@ -19,9 +19,9 @@ held-out units and on the training units. Prints a table and writes JSON.
 
     nice -n 10 .venv/bin/python bench/preference_demo.py
 
-Defaults: --units 48 --heldout-units 12 --eval-percent 20 --max-steps 40 --batch-size 4
---lr 5e-4 --beta 0.1 --rank 8 --max-length 384 --max-new-tokens 96 --seed 0 (about ten
-minutes on two CPU cores). The held-out row is reproducible with the CLI::
+Defaults: --units 48 --heldout-units 12 --eval-percent 20 --max-steps 24 --batch-size 4
+--lr 5e-4 --beta 0.1 --rank 8 --max-length 320 --max-new-tokens 64 --seed 0 (training is
+about 20 s a step on two busy CPU cores). The held-out row is reproducible with the CLI::
 
     .venv/bin/reviewbot finetune eval --model smollm2 --quantize auto --device cpu \
         --outcomes bench/results/preference_records.jsonl \
@@ -97,15 +97,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--units", type=int, default=48, help="units (two records each)")
     p.add_argument("--heldout-units", type=int, default=12, help="units held out (both records)")
     p.add_argument("--eval-percent", type=float, default=PREFERENCE_EVAL_PERCENT)
-    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--max-steps", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--grad-accum", type=int, default=1)
-    # 10× the CLI's preference default (5e-5): a change shows within a CPU budget of 40 steps
+    # 10× the CLI's preference default (5e-5): a change shows within a CPU budget of 24 steps
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--beta", type=float, default=KTO_BETA)
     p.add_argument("--rank", type=int, default=d.lora_r)
-    p.add_argument("--max-length", type=int, default=384, help="longest training sequence")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="generated critique length")
+    p.add_argument("--max-length", type=int, default=320, help="longest training sequence")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="generated critique length")
     p.add_argument("--gen-batch-size", type=int, default=8, help="generation/scoring batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
