@@ -49,19 +49,18 @@ from finetune.train import (
     prepare_base,
     resolve_resume,
     trainable_report,
+    training_renderer,
     validate,
 )
 from reviewbot.learning.records import RecordError, check_record, record_context
 from reviewbot.model.adapters import (
     adapter_metadata,
     check_adapter_base,
-    make_renderer,
     resolve_adapter,
 )
 from reviewbot.model.generation import Engine
 from reviewbot.model.loading import LoadedModel, ModelLoadError, load_model
 from reviewbot.review.confidence import confidences
-from reviewbot.review.prompts import PromptFormatError
 from reviewbot.settings.defaults import (
     ADAPTER_METADATA,
     CONFIDENCE_METHOD,
@@ -483,15 +482,8 @@ def train_preference(
     loaded = load_model(base, options.quantize, device)
     if start:
         check_adapter_base(start, start_meta, loaded)
-    if torch.cuda.is_available() and loaded.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(loaded.device)
+    renderer, max_length = training_renderer(loaded, options)
     tokenizer = loaded.tokenizer
-    try:
-        renderer = make_renderer(options.prompt_format, tokenizer)
-    except PromptFormatError as e:
-        raise TrainError(f"{e} ({loaded.name} has none): pick another --prompt-format") from e
-    context = int(getattr(loaded.config.get_text_config(), "max_position_embeddings", 0) or 0)
-    max_length = min(options.max_length, context) if context else options.max_length
     rows = kto_rows(tokenizer, renderer, ordered, max_length)
     log.info(
         "KTO on %d desirable and %d undesirable finding(s) (weights %.2f/%.2f), %d held out: %s",

@@ -33,7 +33,12 @@ from finetune.loss import heldout_loss
 from reviewbot import __version__
 from reviewbot.model.adapters import base_signature, make_renderer
 from reviewbot.model.loading import LoadedModel, load_model
-from reviewbot.review.prompts import ORIGINAL_LAYOUT, PromptFormatError, template_fingerprint
+from reviewbot.review.prompts import (
+    ORIGINAL_LAYOUT,
+    PromptFormatError,
+    Renderer,
+    template_fingerprint,
+)
 from reviewbot.settings.defaults import (
     ADAPTER_METADATA,
     EMBEDDING_MODULES,
@@ -347,6 +352,20 @@ def _prepare(loaded: LoadedModel, options: TrainSettings) -> Any:
     return trainable_report(get_peft_model(model, lora_config(options, tied)))
 
 
+def training_renderer(loaded: LoadedModel, options: TrainSettings) -> tuple[Renderer, int]:
+    """What every training stage renders with: the prompt format's renderer (TrainError
+    when the model has no chat template for ``chat``) and the longest example, within
+    the model's context; the GPU's peak-memory counter is reset for the run."""
+    if torch.cuda.is_available() and loaded.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(loaded.device)
+    try:
+        renderer = make_renderer(options.prompt_format, loaded.tokenizer)
+    except PromptFormatError as e:
+        raise TrainError(f"{e} ({loaded.name} has none): pick another --prompt-format") from e
+    context = int(getattr(loaded.config.get_text_config(), "max_position_embeddings", 0) or 0)
+    return renderer, min(options.max_length, context) if context else options.max_length
+
+
 def common_arguments(
     output: Path, options: TrainSettings, device: torch.device, progress: bool
 ) -> dict[str, Any]:
@@ -436,15 +455,8 @@ def train(
     train_set, eval_set = split_examples(unique, options.eval_fraction, options.seed)
 
     loaded = load_model(base, options.quantize, device)
-    if torch.cuda.is_available() and loaded.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(loaded.device)
+    renderer, max_length = training_renderer(loaded, options)
     tokenizer = loaded.tokenizer
-    try:
-        renderer = make_renderer(options.prompt_format, tokenizer)
-    except PromptFormatError as e:
-        raise TrainError(f"{e} ({loaded.name} has none): pick another --prompt-format") from e
-    context = int(getattr(loaded.config.get_text_config(), "max_position_embeddings", 0) or 0)
-    max_length = min(options.max_length, context) if context else options.max_length
     rows = [encode_example(tokenizer, renderer, ex, max_length) for ex in train_set]
     train_rows = pack(rows, max_length) if options.packing else features(rows)
     eval_rows = features([encode_example(tokenizer, renderer, ex, max_length) for ex in eval_set])

@@ -206,8 +206,8 @@ def test_flower_sees_the_worker_through_its_http_api(worker_env, start_worker, t
         info = wait_until(listed, 90, f"Flower to list {name}")
         assert info["stats"]["pool"]["max-concurrency"] == 1
         queues = [q["name"] for q in info["active_queues"]]
-        assert queues == ["interactive", "reviews"]
-        assert "worker.tasks.run_job" in info["registered"]
+        assert queues == ["interactive", "reviews", "outcomes"]
+        assert {"worker.tasks.run_job", "worker.tasks.refresh_outcomes"} <= set(info["registered"])
     finally:
         flower.send_signal(signal.SIGTERM)
         try:
