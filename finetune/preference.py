@@ -40,14 +40,14 @@ from finetune.examples import Example, ExampleError
 from finetune.train import (
     TrainError,
     TrainResult,
-    _recorder,
     adapter_record,
     check_output,
     common_arguments,
     lora_config,
-    peak_memory_bytes,
+    loss_recorder,
     prepare_base,
     resolve_resume,
+    run_metrics,
     trainable_report,
     training_renderer,
     validate,
@@ -498,7 +498,7 @@ def train_preference(
 
     model = _trainable(loaded, options, start)
     out.mkdir(parents=True, exist_ok=True)
-    recorder = _recorder(out / LOSS_LOG)
+    recorder = loss_recorder(out / LOSS_LOG)
     args = _config(out, options, weights, preference.beta, max_length, loaded.device, progress)
     trainer = _trainer_class()(
         model=model,
@@ -515,15 +515,8 @@ def train_preference(
     result = trainer.train(resume_from_checkpoint=checkpoint)
     model.save_pretrained(out, selected_adapters=["default"])
 
-    metrics: dict[str, Any] = {
-        "train_loss": float(result.training_loss),
-        "train_seconds": round(recorder.seconds, 3),
-        "train_tokens": int(recorder.tokens),
-        "tokens_per_second": round(recorder.tokens / recorder.seconds, 2)
-        if recorder.seconds
-        else 0.0,
-        "peak_memory_bytes": peak_memory_bytes(loaded.device),
-        "peak_memory_kind": "cuda_allocated" if loaded.device.type == "cuda" else "rss",
+    metrics = {
+        **run_metrics(result, recorder, loaded),
         "kto": _kto_figures(trainer.state.log_history),
     }
     record = {

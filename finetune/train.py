@@ -285,7 +285,7 @@ def adapter_record(
 # --------------------------------------------------------------------------- training
 
 
-def _recorder(path: Path) -> Any:
+def loss_recorder(path: Path) -> Any:
     """A TrainerCallback appending every log to ``path`` and timing the training."""
     from transformers import TrainerCallback
 
@@ -364,6 +364,20 @@ def training_renderer(loaded: LoadedModel, options: TrainSettings) -> tuple[Rend
         raise TrainError(f"{e} ({loaded.name} has none): pick another --prompt-format") from e
     context = int(getattr(loaded.config.get_text_config(), "max_position_embeddings", 0) or 0)
     return renderer, min(options.max_length, context) if context else options.max_length
+
+
+def run_metrics(result: Any, recorder: Any, loaded: LoadedModel) -> dict[str, Any]:
+    """What every training stage reports of its run: loss, time, tokens, peak memory."""
+    return {
+        "train_loss": float(result.training_loss),
+        "train_seconds": round(recorder.seconds, 3),
+        "train_tokens": int(recorder.tokens),
+        "tokens_per_second": round(recorder.tokens / recorder.seconds, 2)
+        if recorder.seconds
+        else 0.0,
+        "peak_memory_bytes": peak_memory_bytes(loaded.device),
+        "peak_memory_kind": "cuda_allocated" if loaded.device.type == "cuda" else "rss",
+    }
 
 
 def common_arguments(
@@ -472,7 +486,7 @@ def train(
 
     model = _prepare(loaded, options)
     out.mkdir(parents=True, exist_ok=True)
-    recorder = _recorder(out / LOSS_LOG)
+    recorder = loss_recorder(out / LOSS_LOG)
     trainer = Trainer(
         model=model,
         args=_arguments(out, options, loaded.device, bool(eval_set), progress),
@@ -485,16 +499,7 @@ def train(
     result = trainer.train(resume_from_checkpoint=checkpoint)
     model.save_pretrained(out)
 
-    metrics: dict[str, Any] = {
-        "train_loss": float(result.training_loss),
-        "train_seconds": round(recorder.seconds, 3),
-        "train_tokens": int(recorder.tokens),
-        "tokens_per_second": round(recorder.tokens / recorder.seconds, 2)
-        if recorder.seconds
-        else 0.0,
-        "peak_memory_bytes": peak_memory_bytes(loaded.device),
-        "peak_memory_kind": "cuda_allocated" if loaded.device.type == "cuda" else "rss",
-    }
+    metrics = run_metrics(result, recorder, loaded)
     if eval_set:
         score = dict(
             tokenizer=tokenizer,

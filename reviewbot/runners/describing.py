@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from reviewbot.github.description import START, own_sections, with_description
+from reviewbot.github.description import own_sections, with_description
 from reviewbot.review.describe import describe
 from reviewbot.runners.ports import GitHubPort, ModelPort, PullLocks
 from reviewbot.settings.repo import RepoConfig
@@ -35,7 +35,7 @@ def write_into_body(gh: GitHubPort, repo: str, number: int, text: str, locks: Pu
 def already_described(gh: GitHubPort, repo: str, number: int, body: str) -> bool:
     """Whether reviewbot described the pull request before (its section in the body, or
     its description comment)."""
-    if START in body and own_sections(body):
+    if own_sections(body):
         return True
     return any(
         c.by_reviewbot and DESCRIPTION_MARKER in c.body for c in gh.issue_comments(repo, number)
