@@ -9,7 +9,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reviewbot.cli_errors import EXIT_OK, EXIT_USAGE, CliError, date_arg, repo_arg
+from reviewbot.cli_errors import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_inference_arguments,
+    date_arg,
+    inference_arg,
+    repo_arg,
+)
+from reviewbot.jobs.transient import TransientError
 from reviewbot.settings.defaults import (
     DEFAULT_GITHUB_API_URL,
     DEMO_MODEL,
@@ -220,6 +229,7 @@ def _add_eval(group: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=GenerationSettings().batch_size)
     p.add_argument("--max-length", type=int, default=EVAL_MAX_LENGTH, help="loss: longest example")
     p.add_argument("--loss-only", action="store_true", help="no generation, loss only")
+    add_inference_arguments(p)
     p.add_argument("--no-anchoring", action="store_true", help="skip the line-anchoring pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     p.set_defaults(func=cmd_eval)
@@ -254,6 +264,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from reviewbot.model.serving import load_engine
 
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    inference = inference_arg(args)
+    if inference is not None and args.loss_only:
+        raise CliError("--loss-only needs the model here, not --inference-url", EXIT_USAGE)
     try:
         engine = load_engine(
             args.model,
@@ -262,8 +275,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             prompt_format=args.prompt_format,
             settings=settings,
             device=args.device,
+            inference=inference,
         )
-    except (OSError, ValueError, ImportError, RuntimeError) as e:
+    except (OSError, ValueError, ImportError, RuntimeError, TransientError) as e:
         raise CliError(f"cannot load model: {e}") from None
     eval_settings = EvalSettings(
         max_new_tokens=args.max_new_tokens,
@@ -272,7 +286,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         loss_batch_size=args.batch_size,
         anchoring=not args.no_anchoring,
     )
-    metrics = evaluate(engine, examples, eval_settings, generate=not args.loss_only, progress=True)
+    try:
+        metrics = evaluate(
+            engine, examples, eval_settings, generate=not args.loss_only, progress=True
+        )
+    except (TransientError, OSError) as e:  # the inference server failed
+        raise CliError(f"evaluation failed: {e}") from None
     result = {
         "model": engine.model_name,
         "adapter": engine.adapter,

@@ -325,15 +325,19 @@ def evaluate(
     """Loss and (unless ``generate`` is False) generation metrics of ``engine`` on ``examples``."""
     started = time.perf_counter()
     max_length = min(settings.max_length, engine.context_length)
-    log.info("scoring the loss of %d example(s) (max %d tokens)", len(examples), max_length)
-    losses = response_losses(
-        engine.model,
-        engine.tokenizer,
-        engine.renderer,
-        examples,
-        max_length,
-        settings.loss_batch_size,
-    )
+    losses = None
+    if hasattr(engine, "model"):  # an inference server's engine has no weights here
+        log.info("scoring the loss of %d example(s) (max %d tokens)", len(examples), max_length)
+        losses = response_losses(
+            engine.model,
+            engine.tokenizer,
+            engine.renderer,
+            examples,
+            max_length,
+            settings.loss_batch_size,
+        )
+    else:
+        log.info("no loss: the model is served by %s", engine.device)
     loss_seconds = time.perf_counter() - started
     outputs = None
     generated_tokens = 0

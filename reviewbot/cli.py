@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reviewbot import __version__
-from reviewbot.cli_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, min_confidence
+from reviewbot.cli_errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_inference_arguments,
+    inference_arg,
+    min_confidence,
+)
+from reviewbot.jobs.transient import TransientError
 from reviewbot.review.units import DiffError
 from reviewbot.settings.defaults import (
     DEFAULT_PROFILE,
@@ -59,12 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dead_letters(sub)
     _add_doctor(sub)
     from finetune.cli import register as register_finetune
+    from reviewbot.cli_model import register as register_model
     from reviewbot.cli_outcomes import register as register_outcomes
     from reviewbot.cli_setup import register as register_setup
 
     register_finetune(sub)
     register_setup(sub)
     register_outcomes(sub)
+    register_model(sub)
     return parser
 
 
@@ -323,6 +334,7 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=DEFAULT_QUANTIZE)
     p.add_argument("--max-new-tokens", type=int, default=gen.max_new_tokens)
     p.add_argument("--batch-size", type=int, default=gen.batch_size)
+    add_inference_arguments(p)
     p.add_argument("--format", choices=OUTPUT_FORMATS, default=OUTPUT_FORMATS[0])
     p.add_argument("--dry-run", action="store_true", help="plan only; no model is loaded")
     p.add_argument(
@@ -422,6 +434,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from reviewbot.review.render import plan_json, plan_markdown, review_json, review_markdown
 
     threshold = min_confidence(args)
+    inference = inference_arg(args)
     base = PlanLimits()
     limits = PlanLimits(
         deletions=args.deletions,
@@ -444,6 +457,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from reviewbot.model.serving import load_engine
     from reviewbot.review.pipeline import review_plan
+    from reviewbot.runners.ports import rating
 
     if plan.units:
         settings = GenerationSettings(
@@ -456,8 +470,9 @@ def cmd_review(args: argparse.Namespace) -> int:
                 quantize=args.quantize,
                 prompt_format=args.prompt_format,
                 settings=settings,
+                inference=inference,
             )
-        except (OSError, ValueError, ImportError) as e:
+        except (OSError, ValueError, ImportError, TransientError) as e:
             raise CliError(f"cannot load model: {e}") from e
         log.info(
             "model %s on %s (%s), prompt format %s",
@@ -468,14 +483,18 @@ def cmd_review(args: argparse.Namespace) -> int:
         )
         log.info("reviewing %d unit(s)", len(plan.units))
         options = ReviewOptions(revise=args.revise, summary=args.summary, min_confidence=threshold)
-        review = review_plan(
-            plan,
-            lambda ps: engine.generate(ps, progress=True),
-            engine.renderer,
-            options,
-            score=engine.score,
-            read_file=git_file_reader(args.git) if args.git else None,
-        )
+        try:
+            score, options = rating(engine, options)
+            review = review_plan(
+                plan,
+                lambda ps: engine.generate(ps, progress=True),
+                engine.renderer,
+                options,
+                score=score,
+                read_file=git_file_reader(args.git) if args.git else None,
+            )
+        except (TransientError, OSError) as e:  # the inference server failed
+            raise CliError(f"generation failed: {e}") from e
     else:
         log.info("nothing to review: the diff has no reviewable hunks")
         review = Review((), (), None, plan.skipped)
@@ -498,6 +517,7 @@ ENV_FILE_COMMANDS: tuple[str, ...] = (
     "beat",
     "outcomes",
     "stats",
+    "model",
 )
 
 

@@ -5,10 +5,11 @@ several commands use (dates, repositories, the confidence threshold)."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from datetime import UTC, datetime
 
-from reviewbot.settings.defaults import PROFILES
+from reviewbot.settings.defaults import PROFILES, InferenceSettings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -50,3 +51,39 @@ def min_confidence(args: argparse.Namespace) -> float:
             f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}", EXIT_USAGE
         )
     return args.min_confidence
+
+
+def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    """``--inference-url``/``--inference-model``: generate with an OpenAI-compatible server
+    (defaults: REVIEWBOT_INFERENCE_URL/MODEL; the key only from REVIEWBOT_INFERENCE_API_KEY)."""
+    p.add_argument(
+        "--inference-url",
+        default=None,
+        metavar="URL",
+        help="generate with this OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1; "
+        "default: REVIEWBOT_INFERENCE_URL) instead of loading the model; --model then names "
+        "the model it serves (for its tokenizer), --adapter a served name (served:NAME)",
+    )
+    p.add_argument(
+        "--inference-model",
+        default=None,
+        metavar="NAME",
+        help="the served model name (default: REVIEWBOT_INFERENCE_MODEL, else the server's one)",
+    )
+
+
+def inference_arg(args: argparse.Namespace) -> InferenceSettings | None:
+    """The inference server the command line names, or None (load the model here)."""
+    url = getattr(args, "inference_url", None) or os.environ.get("REVIEWBOT_INFERENCE_URL")
+    if not url:
+        return None
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise CliError(
+            f"--inference-url must be an http(s) URL such as http://127.0.0.1:8000/v1, not {url!r}",
+            EXIT_USAGE,
+        )
+    return InferenceSettings(
+        url=url.rstrip("/"),
+        model=args.inference_model or os.environ.get("REVIEWBOT_INFERENCE_MODEL") or None,
+        api_key=os.environ.get("REVIEWBOT_INFERENCE_API_KEY") or None,
+    )

@@ -34,8 +34,10 @@ from reviewbot.cli_errors import (
     EXIT_USAGE,
     REPO_PATTERN,
     CliError,
+    inference_arg,
     min_confidence,
 )
+from reviewbot.jobs.transient import TransientError
 from reviewbot.settings.defaults import (
     DEFAULT_GITHUB_API_URL,
     REVIEW_DRAFTS,
@@ -176,10 +178,11 @@ def cmd_post(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) 
             outcome = run_review_job(
                 job, gh, Engines(args), review_drafts=REVIEW_DRAFTS, defaults=defaults
             )
-    except TransientGitHubError as e:
+    except TransientError as e:
         if job is not None:  # no queue retries here: end the check run left in progress
             _give_up(gh, job, str(e))
-        raise CliError(f"GitHub did not answer in time, nothing posted: {e}") from None
+        what = "GitHub" if isinstance(e, TransientGitHubError) else "the inference server"
+        raise CliError(f"{what} did not answer in time, nothing posted: {e}") from None
     except GitHubError as e:
         raise CliError(f"nothing posted: {e}") from None
     finally:
@@ -590,6 +593,7 @@ class Engines:
                 quantize=a.quantize,
                 prompt_format=a.prompt_format,
                 settings=settings,
+                inference=inference_arg(a),
             )
         except ImportError as e:
             raise ModelUnavailable(

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "reviewbot.cli_setup": 6,
     "reviewbot.cli_outcomes": 6,
     "reviewbot.cli_post": 6,
+    "reviewbot.cli_model": 6,
     "reviewbot.cli": 7,
 }
 #: Same-level parts that must not know each other.

@@ -309,3 +309,71 @@ def test_the_web_needs_the_apps_key_only_to_react_itself() -> None:
         }
     )
     assert both.require_web().web_reactions is True
+
+
+def test_an_inference_server_is_read_and_its_key_never_shown() -> None:
+    s = Settings.from_env(
+        {
+            "REVIEWBOT_INFERENCE_URL": "http://vllm.internal:8000/v1/",
+            "REVIEWBOT_INFERENCE_MODEL": "Qwen/Qwen2.5-Coder-7B-Instruct",
+            "REVIEWBOT_INFERENCE_API_KEY": "sk-inference-secret-123",
+            "REVIEWBOT_INFERENCE_CONCURRENCY": "16",
+            "REVIEWBOT_INFERENCE_TIMEOUT": "60",
+            "REVIEWBOT_INFERENCE_CONTEXT": "8192",
+        }
+    )
+    assert s.inference is not None
+    assert s.inference.url == "http://vllm.internal:8000/v1"  # http: servers live inside
+    assert s.inference.model == "Qwen/Qwen2.5-Coder-7B-Instruct"
+    assert (s.inference.concurrency, s.inference.timeout, s.inference.context_length) == (
+        16,
+        60,
+        8192,
+    )
+    assert "sk-inference-secret-123" in s.secrets()  # masked by the log formatters
+    assert "sk-inference-secret-123" not in repr(s) and "'api_key': <redacted>" in repr(s)
+    assert Settings.from_env({}).inference is None
+
+
+def test_inference_variables_are_validated() -> None:
+    err = errors(
+        {
+            "REVIEWBOT_INFERENCE_URL": "vllm:8000",
+            "REVIEWBOT_INFERENCE_CONCURRENCY": "0",
+        }
+    )
+    assert err.problems == [
+        "REVIEWBOT_INFERENCE_URL must be an http(s) URL such as http://127.0.0.1:8000/v1"
+    ]
+    err = errors({"REVIEWBOT_INFERENCE_MODEL": "m"})
+    assert err.problems == ["REVIEWBOT_INFERENCE_MODEL needs REVIEWBOT_INFERENCE_URL"]
+    err = errors({"REVIEWBOT_INFERENCE_URL": "http://h:1/v1", "REVIEWBOT_INFERENCE_TIMEOUT": "x"})
+    assert err.problems == ["REVIEWBOT_INFERENCE_TIMEOUT must be a positive integer (got 'x')"]
+
+
+def test_with_an_inference_server_adapters_are_served_names(tmp_path: Path) -> None:
+    env = {"REVIEWBOT_APP_ID": "7", "REVIEWBOT_PRIVATE_KEY": PEM}
+    served = {**env, "REVIEWBOT_ADAPTERS": "team=served:team-lora", "REVIEWBOT_ADAPTER": "served:x"}
+    ok = Settings.from_env({**served, "REVIEWBOT_INFERENCE_URL": "http://127.0.0.1:8000/v1"})
+    assert ok.require_worker() is ok
+    assert ok.adapter_for("team", "anyone") == "served:team-lora"
+    with pytest.raises(SettingsError) as info:  # no server to serve them
+        Settings.from_env(served).require_worker()
+    assert info.value.problems == [
+        "REVIEWBOT_ADAPTER: the adapter 'served:x' is served by an inference server, "
+        "but REVIEWBOT_INFERENCE_URL is not set",
+        "REVIEWBOT_ADAPTERS: adapter 'team' 'served:team-lora' is served by an inference "
+        "server, but REVIEWBOT_INFERENCE_URL is not set",
+    ]
+    with pytest.raises(SettingsError) as info:  # a directory the server cannot load
+        Settings.from_env(
+            {
+                **env,
+                "REVIEWBOT_ADAPTERS": f"py={tmp_path}",
+                "REVIEWBOT_INFERENCE_URL": "http://127.0.0.1:8000/v1",
+            }
+        ).require_worker()
+    assert info.value.problems == [
+        f"REVIEWBOT_ADAPTERS: adapter 'py' {str(tmp_path)!r} must be the inference server's "
+        "name for it (served:NAME) when REVIEWBOT_INFERENCE_URL is set"
+    ]

@@ -72,6 +72,11 @@ class MeteredModel:
         self.tokens = tokens
         self.installation_id = installation_id
 
+    @property
+    def can_score(self) -> bool:
+        """Whether the model can score (see :func:`reviewbot.runners.ports.rating`)."""
+        return bool(getattr(self.model, "can_score", True))
+
     def generate(self, prompts: list[str]) -> list[str]:
         out = self.model.generate(prompts)
         stats = getattr(self.model, "last_stats", None)

@@ -96,14 +96,19 @@ def load_at_start(**_: Any) -> None:
         os._exit(EXIT_NOT_READY)
     seconds = time.perf_counter() - started
     metrics.worker().model_load_seconds.observe(seconds)
-    log.info(
-        "model %s loaded in %.1f s on %s with %d adapter(s) (CUDA_VISIBLE_DEVICES=%s)",
-        shared.base.name,
-        seconds,
-        shared.base.device,
-        len(shared.adapters),
-        os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
-    )
+    if hasattr(shared, "base"):
+        log.info(
+            "model %s loaded in %.1f s on %s with %d adapter(s) (CUDA_VISIBLE_DEVICES=%s)",
+            shared.base.name,
+            seconds,
+            shared.base.device,
+            len(shared.adapters),
+            os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+        )
+    else:
+        log.info(
+            "model %s served by %s (tokenizer loaded in %.1f s)", shared.name, shared.url, seconds
+        )
     report("ready")
 
 

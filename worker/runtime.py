@@ -35,6 +35,7 @@ from worker.locks import RedisPullLocks
 
 if TYPE_CHECKING:  # torch is imported with the engine, in the job process only
     from reviewbot.model.generation import Engine
+    from reviewbot.model.remote import InferenceServer, RemoteEngine
     from reviewbot.model.serving import SharedBase
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class ModelRuntime:
     adapter name (None: the server default adapter, or the base alone).
     ``REVIEWBOT_PROMPT_FORMAT`` is the base's prompt format and that of adapters
     that record none; an adapter's recorded format always wins.
+
+    With ``REVIEWBOT_INFERENCE_URL`` no model is loaded: the engines send their
+    prompts to that server (:mod:`reviewbot.model.remote`), the base under
+    ``REVIEWBOT_INFERENCE_MODEL`` and each adapter under its ``served:`` name; only the
+    model's tokenizer and config are read here.
     """
 
     def __init__(self, settings: Settings, device: str | None = None) -> None:
@@ -100,6 +106,7 @@ class ModelRuntime:
         self.base_loads = 0
         self._lock = threading.Lock()
         self._shared: SharedBase | None = None
+        self._remote: InferenceServer | None = None
 
     def adapter_dir(self, name: str | None, owner: str | None = None) -> str | None:
         """The adapter directory for a repository's adapter name (None: server default);
@@ -124,20 +131,63 @@ class ModelRuntime:
                 )
             return self._shared
 
-    def engine(self, adapter_name: str | None = None, owner: str | None = None) -> Engine:
+    def remote(self) -> InferenceServer:
+        """The inference server's client and the model's tokenizer, made on first use."""
+        from reviewbot.model.remote import InferenceServer
+
+        with self._lock:
+            if self._remote is None:
+                s = self.settings
+                assert s.inference is not None
+                self._remote = InferenceServer(
+                    s.inference,
+                    s.model,
+                    GenerationSettings(max_new_tokens=s.max_new_tokens),
+                    default_format=s.prompt_format,
+                )
+            return self._remote
+
+    def engine(
+        self, adapter_name: str | None = None, owner: str | None = None
+    ) -> Engine | RemoteEngine:
         """The engine for ``adapter_name`` as ``owner``'s repositories may use it; its
         adapter is loaded once, the base never again."""
         path = self.adapter_dir(adapter_name, owner)
+        if self.settings.inference is not None:
+            return self.remote().engine(served_name(path))
         return self.shared().engine(path)
 
-    def preload(self) -> SharedBase:
+    def preload(self) -> SharedBase | InferenceServer:
         """Load the base model, the engine of repositories that name no adapter and
-        every adapter the server serves, now (errors propagate)."""
+        every adapter the server serves, now (errors propagate). With an inference
+        server: its tokenizer, and a check that the server serves every name (a server
+        not answering yet is logged: jobs retry until it does)."""
+        if self.settings.inference is not None:
+            return self._check_remote()
         shared = self.shared()
         shared.engine(self.settings.adapter)
         for path in sorted(set(self.settings.adapters.values())):
             shared.engine(path)
         return shared
+
+    def _check_remote(self) -> InferenceServer:
+        from reviewbot.model.remote import InferenceUnavailable
+
+        remote = self.remote()
+        paths = {self.settings.adapter, *self.settings.adapters.values()}
+        names = sorted({served_name(p) for p in paths}, key=lambda n: n or "")
+        try:
+            remote.check(names)
+        except InferenceUnavailable as e:
+            log.warning("%s; jobs wait for it (retried)", e)
+        return remote
+
+
+def served_name(adapter: str | None) -> str | None:
+    """The inference server's model name of a ``served:NAME`` adapter (None: the base)."""
+    from reviewbot.model.remote import served_adapter
+
+    return served_adapter(adapter)
 
 
 @cache
@@ -145,7 +195,7 @@ def model_runtime() -> ModelRuntime:
     return ModelRuntime(settings())
 
 
-def preload() -> SharedBase:
+def preload() -> SharedBase | InferenceServer:
     """Load this process's model and adapters (see :meth:`ModelRuntime.preload`)."""
     return model_runtime().preload()
 
@@ -155,7 +205,7 @@ def adapter_dir(name: str | None, owner: str | None = None) -> str | None:
     return model_runtime().adapter_dir(name, owner)
 
 
-def engine(adapter_name: str | None = None, owner: str | None = None) -> Engine:
+def engine(adapter_name: str | None = None, owner: str | None = None) -> Engine | RemoteEngine:
     """The engine for ``adapter_name`` as ``owner`` may use it (bind ``owner`` with
     :func:`functools.partial` to get a job's EngineProvider)."""
     return model_runtime().engine(adapter_name, owner)

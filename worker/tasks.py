@@ -27,6 +27,7 @@ from reviewbot import logs, metrics
 from reviewbot.github.errors import GitHubError, TransientGitHubError
 from reviewbot.jobs.deadline import Deadline, job_deadline
 from reviewbot.jobs.job import Job
+from reviewbot.jobs.transient import TransientError
 from reviewbot.runners.command import give_up, run_command_job
 from reviewbot.runners.outcomes import refresh_outcomes
 from reviewbot.runners.ports import GitHubPort
@@ -133,12 +134,12 @@ def _run_job(self: Any, job: Job) -> dict[str, Any]:
                 defaults=settings.review_defaults(),
                 store=runtime.finding_store(),
             )
-    except TransientGitHubError as e:
+    except TransientError as e:
         if attempt >= limit:
             return _give_up(job, gh, letters, attempt, e)
         delay = retry_delay(attempt - 1, e.retry_after)
-        log.warning("job %s: GitHub transient error, retry in %.0fs", job.key, delay)
-        metrics.worker().retries.labels(reason="github").inc()
+        log.warning("job %s: transient error (%s), retry in %.0fs: %s", job.key, e.reason, delay, e)
+        metrics.worker().retries.labels(reason=e.reason).inc()
         retrying = True
         raise self.retry(exc=e, countdown=delay) from e
     finally:
@@ -155,7 +156,12 @@ def _give_up(
     job: Job, gh: GitHubPort, letters: DeadLetters, attempts: int, error: Exception | str
 ) -> dict[str, Any]:
     """Move ``job`` to the dead letters; its check run or reply says reviewbot gave up."""
-    why = error if isinstance(error, str) else f"GitHub kept failing ({error})"
+    if isinstance(error, str):
+        why = error
+    elif isinstance(error, TransientGitHubError):
+        why = f"GitHub kept failing ({error})"
+    else:
+        why = f"the model server kept failing ({error})"
     log.error("job %s: giving up after %d attempts: %s", job.key, attempts, why)
     letters.bury(job, attempts, why)
     metrics.worker().dead_letters.labels(kind=job.kind).inc()

@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from reviewbot.jobs.transient import TransientError
+
 # --- secrets stay out of logs ----------------------------------------------------------
 
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -71,8 +73,10 @@ class GitHubError(Exception):
         super().__init__(redact(message))
 
 
-class TransientGitHubError(GitHubError):
+class TransientGitHubError(GitHubError, TransientError):
     """A failure worth retrying later; ``retry_after`` seconds when GitHub said so."""
+
+    reason = "github"
 
     def __init__(
         self, message: str, retry_after: float | None = None, status: int | None = None

@@ -17,36 +17,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from reviewbot.jobs.deadline import Deadline, current_deadline
+from reviewbot.model.tokens import (
+    GenerationStats,
+    config_context,
+    context_budgets,
+    fit_prompt,
+    prompt_token_ids,
+    truncate_middle,
+)
 from reviewbot.review.prompts import Renderer
 from reviewbot.settings.defaults import GenerationSettings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class GenerationStats:
-    """What the last ``Engine.generate`` call did."""
-
-    prompts: int = 0
-    prompt_tokens: int = 0
-    """Prompt tokens fed to the model (after truncation, padding excluded)."""
-    generated_tokens: int = 0
-    """New tokens up to and including each completion's end-of-sequence token."""
-    seconds: float = 0.0
-    first_output_seconds: float | None = None
-    """Time until the first batch's completions were ready."""
-    truncated: int = 0
-    """How many prompts were cut to fit the context."""
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+__all__ = ["Engine", "GenerationStats", "prompt_token_ids", "truncate_middle"]
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -61,32 +50,11 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of a rendered prompt: what the engine feeds the model, and what
-    finetune/ trains on (:mod:`finetune.encode`), so both see the same ids.
-
-    The tokenizer's special tokens are read in ``prompt``: they are the
-    template's own (chat roles, BOS), since the renderer made by
-    :func:`reviewbot.model.adapters.make_renderer` neutralised every special-token
-    string in the untrusted text it wrapped. The tokenizer adds its own special
-    tokens (BOS) unless the prompt already starts with BOS.
-    """
-    bos = tokenizer.bos_token
-    special = not (bos and prompt.startswith(bos))
-    return list(tokenizer(prompt, add_special_tokens=special)["input_ids"])
-
-
-def truncate_middle(ids: list[int], budget: int) -> list[int]:
-    """Keep the head and the tail of ``ids`` (at most ``budget`` tokens), drop the middle."""
-    if len(ids) <= budget:
-        return ids
-    head = budget // 2
-    tail = budget - head
-    return ids[:head] + (ids[-tail:] if tail else [])
-
-
 class Engine:
     """A loaded model + tokenizer + prompt renderer; ``generate`` is batched greedy decoding."""
+
+    can_score = True
+    """Whether ``score`` works (an inference server may not give log-probabilities)."""
 
     def __init__(
         self,
@@ -133,41 +101,19 @@ class Engine:
     @property
     def context_length(self) -> int:
         """The model's context (``max_position_embeddings``) or the configured fallback."""
-        config = self.model.config
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        return int(getattr(text, "max_position_embeddings", None) or self.settings.fallback_context)
+        return config_context(self.model.config, self.settings.fallback_context)
 
     def budgets(self, max_new_tokens: int) -> tuple[int, int]:
         """(prompt token budget, new tokens) that together fit the context."""
-        context = self.context_length
-        floor = min(self.settings.min_prompt_tokens, context - 1)
-        prompt_budget = max(context - max_new_tokens, floor)
-        new_tokens = min(max_new_tokens, context - prompt_budget)
-        if new_tokens < max_new_tokens:
-            log.warning(
-                "max_new_tokens %d does not fit the %d-token context: generating at most %d",
-                max_new_tokens,
-                context,
-                new_tokens,
-            )
-        return prompt_budget, new_tokens
+        return context_budgets(self.context_length, max_new_tokens, self.settings)
 
     def encode(self, prompt: str, budget: int) -> tuple[list[int], bool]:
         """Token ids of ``prompt`` cut to ``budget`` (middle dropped); and whether it was cut.
 
         ``prompt`` is rendered by ``self.renderer``, so untrusted text in it forms
-        no special token (:func:`prompt_token_ids`).
+        no special token (:func:`~reviewbot.model.tokens.prompt_token_ids`).
         """
-        ids = prompt_token_ids(self.tokenizer, prompt)
-        if len(ids) <= budget:
-            return ids, False
-        log.warning(
-            "prompt of %d tokens exceeds the %d-token budget: dropping %d tokens from its middle",
-            len(ids),
-            budget,
-            len(ids) - budget,
-        )
-        return truncate_middle(ids, budget), True
+        return fit_prompt(self.tokenizer, prompt, budget)
 
     def _pad_left(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)

@@ -113,7 +113,7 @@ def _load_model(path: str, config: Any, device: torch.device, four_bit: bool) ->
     return model
 
 
-def _load_tokenizer(path: str) -> Any:
+def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
@@ -154,7 +154,7 @@ def load_model(
     log.info(
         "loading model %s on %s (%s)", name, target, "4-bit NF4" if four_bit else "full precision"
     )
-    tokenizer = _load_tokenizer(path)
+    tokenizer = load_tokenizer(path)
     loaded = _load_model(path, config, target, four_bit)
     loaded.eval()
     quantized = four_bit or getattr(config, "quantization_config", None) is not None

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewbot.model.adapters import (
     adapter_metadata,
@@ -20,7 +20,15 @@ from reviewbot.model.adapters import (
 )
 from reviewbot.model.generation import Engine
 from reviewbot.model.loading import LoadedModel, ModelLoadError, load_model
-from reviewbot.settings.defaults import DEFAULT_QUANTIZE, GenerationSettings, Quantize
+from reviewbot.settings.defaults import (
+    DEFAULT_QUANTIZE,
+    GenerationSettings,
+    InferenceSettings,
+    Quantize,
+)
+
+if TYPE_CHECKING:
+    from reviewbot.model.remote import RemoteEngine
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +135,25 @@ def load_engine(
     prompt_format: str | None = None,
     settings: GenerationSettings = GenerationSettings(),
     device: str | None = None,
-) -> Engine:
-    """Load a model (``None``/``"smollm2"``: the embedded demo model) ready to generate.
+    inference: InferenceSettings | None = None,
+) -> Engine | RemoteEngine:
+    """Load a model (``None``/``"smollm2``: the embedded demo model) ready to generate.
 
     An adapter trained on another base is refused; its recorded prompt format is used.
+    With ``inference``, nothing is loaded but ``model``'s tokenizer: the engine sends its
+    prompts to that server (``adapter``: ``served:NAME``, a model name it serves), after
+    checking it serves the name (:class:`~reviewbot.model.remote.InferenceError`
+    naming the setting otherwise; :class:`~reviewbot.model.remote.InferenceUnavailable`
+    when it does not answer).
     """
+    if inference is not None:
+        from reviewbot.model.remote import InferenceServer, served_adapter
+
+        served = served_adapter(adapter)
+        server = InferenceServer(inference, model, settings)
+        (name,) = server.check([served])
+        log.info("model %s served by %s as %s", server.name, server.url, name)
+        return server.engine(served, prompt_format)
     started = time.perf_counter()
     if adapter:
         resolve_adapter(adapter)  # fail before loading the model

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from reviewbot.github.conversation import denied_text, failure_text
-from reviewbot.github.errors import GitHubError, TransientGitHubError
+from reviewbot.github.errors import GitHubError
 from reviewbot.github.markers import denied_marker, reply_marker
 from reviewbot.github.payload import plural
 from reviewbot.jobs.commands import CommandError, command_of
 from reviewbot.jobs.deadline import DeadlineExceeded
 from reviewbot.jobs.job import Job
+from reviewbot.jobs.transient import TransientError
 from reviewbot.review.units import DiffError
 from reviewbot.runners.handlers import HANDLERS, AlreadyAnswered, CommandContext
 from reviewbot.runners.ports import (
@@ -101,7 +102,7 @@ def run_command_job(
         if pull.state != "open":
             raise CommandError(f"the pull request is {pull.state}")
         outcome = HANDLERS[command.kind](ctx)
-    except TransientGitHubError:
+    except TransientError:
         raise
     except AlreadyAnswered:
         return _answered_elsewhere(job, finish)

@@ -63,6 +63,7 @@ from reviewbot.runners.ports import (
     GitHubPort,
     Outcome,
     PullLocks,
+    rating,
 )
 from reviewbot.runners.recording import suppression_sentence
 from reviewbot.runners.review import head_reader, run_review_job
@@ -379,15 +380,12 @@ def _revise_findings(ctx: CommandContext, config: RepoConfig) -> Outcome:
         ctx.reply("There are no unresolved reviewbot findings on the current diff to revise.")
         return Outcome("answered")
     engine = ctx.engines(config.adapter)
-    options = replace(ctx.options(config), revise=True)
+    score, options = rating(engine, replace(ctx.options(config), revise=True))
     # The repository's confidence threshold holds here too: each finding is rated
     # against the critique prompt of its unit, and one below it is counted, not revised.
     findings = [f for f, _ in targets]
-    scored = rated(
-        findings,
-        critique_prompts([f.unit for f in findings], engine.renderer, options),
-        engine.score,
-    )
+    prompts = critique_prompts([f.unit for f in findings], engine.renderer, options)
+    scored = rated(findings, prompts, score) if score else findings
     unsure = [below_confidence(f) for f in scored if not sure_enough(f, options.min_confidence)]
     targets = [
         (f, critique)
@@ -445,8 +443,8 @@ def summary(ctx: CommandContext) -> Outcome:
     config = ctx.config()
     plan = plan_diff(ctx.gh.pull_diff(job.repo, job.pr_number), config.plan_limits())
     engine = ctx.engines(config.adapter)
-    options = replace(ctx.options(config), revise=True, summary=True)
-    review = review_plan(plan, engine.generate, engine.renderer, options, score=engine.score)
+    score, options = rating(engine, replace(ctx.options(config), revise=True, summary=True))
+    review = review_plan(plan, engine.generate, engine.renderer, options, score=score)
     revised_units = sum(1 for c in review.comments if c.suggestion is not None)
     text = summary_reply(review.summary, ctx.head, revised_units)
     marker = review_marker(

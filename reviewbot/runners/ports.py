@@ -9,10 +9,11 @@ and :class:`FindingStore` (production: SQL, :mod:`reviewbot.store`).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -21,8 +22,12 @@ from reviewbot.github.errors import TransientGitHubError
 from reviewbot.github.markers import Markers
 from reviewbot.github.payload import ReviewPayload
 from reviewbot.learning.records import LabelledFinding, OutcomeLabel, PostedFinding
+from reviewbot.review.confidence import Score
 from reviewbot.review.prompts import Renderer
+from reviewbot.settings.defaults import ReviewOptions
 from reviewbot.settings.repo import RepoConfig
+
+log = logging.getLogger(__name__)
 
 
 class GitHubPort(Protocol):
@@ -128,7 +133,8 @@ class ModelPort(Protocol):
 
     A model may also have ``generate_copying(prompts)`` (same contract as ``generate``,
     for revisions; the Engine's uses prompt lookup): the pipeline then generates
-    revisions with it (:func:`reviewbot.review.pipeline.copying`)."""
+    revisions with it (:func:`reviewbot.review.pipeline.copying`). A model whose
+    ``can_score`` is False cannot score (see :func:`rating`)."""
 
     renderer: Renderer
     model_name: str
@@ -138,6 +144,24 @@ class ModelPort(Protocol):
 
     def generate(self, prompts: list[str]) -> list[str]: ...
     def score(self, prompts: list[str], completions: list[str]) -> list[float]: ...
+
+
+def rating(model: ModelPort, options: ReviewOptions) -> tuple[Score | None, ReviewOptions]:
+    """How a job rates findings with ``model``: its ``score``, under ``options``.
+
+    A model whose ``can_score`` is False (an inference server that returns no
+    log-probabilities) leaves findings unrated, so no confidence threshold can apply:
+    the options' threshold becomes 0, logged, rather than every finding being dropped.
+    """
+    if getattr(model, "can_score", True):
+        return model.score, options
+    if options.min_confidence > 0:
+        log.warning(
+            "%s cannot score: findings are not rated, the confidence threshold %.2f does not apply",
+            model.model_name,
+            options.min_confidence,
+        )
+    return None, replace(options, min_confidence=0.0)
 
 
 class PullLocks(Protocol):

@@ -27,6 +27,7 @@ from reviewbot.github.markers import Markers, automatic_state
 from reviewbot.github.payload import build_review_payload
 from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, current_deadline
 from reviewbot.jobs.job import AUTOMATIC_KINDS, HEAD_REVIEW_KINDS, Job
+from reviewbot.jobs.transient import TransientError
 from reviewbot.learning.suppression import suppress
 from reviewbot.review.diffplan import plan_diff
 from reviewbot.review.interdiff import restrict_to_interdiff
@@ -40,6 +41,7 @@ from reviewbot.runners.ports import (
     GitHubPort,
     Outcome,
     PullLocks,
+    rating,
 )
 from reviewbot.runners.recording import record_posted, rules_for
 from reviewbot.settings.defaults import SERVER_REVIEW_DEFAULTS, ReviewOptions
@@ -157,7 +159,7 @@ def run_review_job(
             gh.find_check_run(job.repo, job.head_sha, job.key) != check_id
         ):
             result = None  # a copy of this job shared the run and completed it: keep its word
-    except TransientGitHubError:
+    except TransientError:
         log.info("%s: check run %d stays in progress for the retry", job.key, check_id)
         raise
     except DeadlineExceeded as e:
@@ -266,13 +268,13 @@ def _review(
             log.info("%s: %d unit(s) unchanged since %s", job.key, unchanged, since[:7])
     engine = engines(config.adapter)
     stages.done("model")
-    options = config.review_options(defaults)
+    score, options = rating(engine, config.review_options(defaults))
     review = review_plan(
         plan,
         engine.generate,
         engine.renderer,
         options,
-        score=engine.score,
+        score=score,
         read_file=head_reader(gh, job.repo, job.head_sha),
     )
     review = suppress(review, rules_for(store, job.repo, config))

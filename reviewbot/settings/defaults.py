@@ -104,6 +104,36 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True)
+class InferenceSettings:
+    """An OpenAI-compatible inference server that generates for reviewbot
+    (``REVIEWBOT_INFERENCE_*``; :mod:`reviewbot.model.remote`)."""
+
+    url: str
+    """Its API root, e.g. ``http://127.0.0.1:8000/v1``."""
+    model: str | None = None
+    """The served model name; None: the one model the server lists."""
+    api_key: str | None = None
+    concurrency: int = 8
+    """Requests of one job in flight at once (the server batches them)."""
+    timeout: float = 300.0
+    """Seconds one request may take (less when the job's deadline is nearer)."""
+    retries: int = 2
+    """Quick retries of a request that failed to connect or got a 5xx; past them the
+    job goes back to the queue (a Celery retry)."""
+    context_length: int | None = None
+    """The server's context window; None: the server's (vLLM's ``max_model_len``) or the
+    model config's."""
+
+
+#: The prefix of an adapter that an inference server serves under its own model name
+#: (``REVIEWBOT_ADAPTERS=team=served:team-lora``, as vLLM's ``--lora-modules`` names it).
+SERVED_ADAPTER_PREFIX = "served:"
+
+#: The port ``reviewbot model serve`` listens on by default.
+INFERENCE_SERVE_PORT = 8000
+
+
+@dataclass(frozen=True)
 class NoiseSettings:
     """Noise control over generated critiques."""
 

@@ -36,11 +36,13 @@ from reviewbot.settings.defaults import (
     PROFILES,
     PROMPT_FORMATS,
     QUANTIZE_CHOICES,
+    SERVED_ADAPTER_PREFIX,
     SERVER_REVIEW_DEFAULTS,
     TASK_LIMIT_GRACE_MAX,
     TASK_LIMIT_GRACE_MIN,
     VISIBILITY_TIMEOUT,
     GenerationSettings,
+    InferenceSettings,
     ReviewOptions,
 )
 from reviewbot.settings.defaults import (
@@ -77,6 +79,12 @@ LOAD_TIMEOUT = "REVIEWBOT_MODEL_LOAD_TIMEOUT"
 DATABASE_URL = DATABASE_URL_ENV
 OUTCOME_INTERVAL = "REVIEWBOT_OUTCOME_REFRESH_SECONDS"
 OUTCOME_REQUESTS = "REVIEWBOT_OUTCOME_MAX_REQUESTS"
+INFERENCE_URL = "REVIEWBOT_INFERENCE_URL"
+INFERENCE_MODEL = "REVIEWBOT_INFERENCE_MODEL"
+INFERENCE_API_KEY = "REVIEWBOT_INFERENCE_API_KEY"
+INFERENCE_CONCURRENCY = "REVIEWBOT_INFERENCE_CONCURRENCY"
+INFERENCE_TIMEOUT = "REVIEWBOT_INFERENCE_TIMEOUT"
+INFERENCE_CONTEXT = "REVIEWBOT_INFERENCE_CONTEXT"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _TRUE = ("1", "true", "yes", "on")
@@ -152,6 +160,9 @@ class Settings:
     """The port a worker serves its Prometheus metrics on (0: none)."""
     model_load_timeout: int = MODEL_LOAD_TIMEOUT
     """Seconds a worker's job process may take to load the model and adapters at start."""
+    inference: InferenceSettings | None = None
+    """An OpenAI-compatible inference server that generates instead of an in-process
+    model (``REVIEWBOT_INFERENCE_URL``); None: each worker loads the model."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -212,6 +223,7 @@ class Settings:
             ),
             model_load_timeout=env.parse(LOAD_TIMEOUT, _positive_int, "must be a positive integer")
             or MODEL_LOAD_TIMEOUT,
+            inference=_inference(env),
         )
         env.raise_if_problems()
         return settings
@@ -246,11 +258,13 @@ class Settings:
             problems.append(f"{APP_ID} is required by the worker")
         if self.private_key is None:
             problems.append(f"{PRIVATE_KEY} or {PRIVATE_KEY_PATH} is required by the worker")
-        if self.adapter and not Path(self.adapter).expanduser().is_dir():
-            problems.append(f"{ADAPTER}: adapter directory {self.adapter!r} does not exist")
-        for name, path in self.adapters.items():
-            if not Path(path).expanduser().is_dir():
-                problems.append(f"{ADAPTERS}: adapter {name!r} directory {path!r} does not exist")
+        adapters = [(ADAPTER, None, self.adapter)] if self.adapter else []
+        adapters += [(ADAPTERS, name, path) for name, path in self.adapters.items()]
+        for variable, name, path in adapters:
+            problem = self._adapter_problem(path)
+            if problem:
+                which = f"adapter {name!r}" if name else "the adapter"
+                problems.append(f"{variable}: {which} {problem}")
         limits = self.time_limit_problem()
         if limits:
             problems.append(limits)
@@ -279,6 +293,23 @@ class Settings:
             f"limit ({hard} s: {TIME_BUDGET} {self.job_time_budget} s plus two graces), "
             "or a running job is redelivered and runs twice"
         )
+
+    def _adapter_problem(self, path: str) -> str | None:
+        """What is wrong with an adapter value: a directory in-process, a ``served:`` name
+        with an inference server."""
+        served = path.startswith(SERVED_ADAPTER_PREFIX)
+        if self.inference is None and served:
+            return f"{path!r} is served by an inference server, but {INFERENCE_URL} is not set"
+        if self.inference is not None and not served:
+            return (
+                f"{path!r} must be the inference server's name for it "
+                f"({SERVED_ADAPTER_PREFIX}NAME) when {INFERENCE_URL} is set"
+            )
+        if served and not path[len(SERVED_ADAPTER_PREFIX) :].strip():
+            return f"{path!r} names no served model"
+        if not served and not Path(path).expanduser().is_dir():
+            return f"directory {path!r} does not exist"
+        return None
 
     def adapter_for(self, name: str | None, owner: str | None) -> str | None:
         """The adapter directory a repository of ``owner`` gets for its ``adapter`` key.
@@ -333,6 +364,16 @@ class Settings:
             "log_format": self.log_format,
             "metrics_port": self.metrics_port,
             "model_load_timeout": self.model_load_timeout,
+            "inference": None
+            if self.inference is None
+            else {
+                "url": redact_url(self.inference.url),
+                "model": self.inference.model,
+                "api_key": None if self.inference.api_key is None else _Redacted("<redacted>"),
+                "concurrency": self.inference.concurrency,
+                "timeout": self.inference.timeout,
+                "context_length": self.inference.context_length,
+            },
         }
         body = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({body})"
@@ -344,7 +385,10 @@ class Settings:
         found = [*self.webhook_secrets]
         if self.private_key:
             found.append(self.private_key.strip())
-        for url in (self.redis_url, self.github_api_url, self.database_url or ""):
+        if self.inference is not None and self.inference.api_key:
+            found.append(self.inference.api_key)
+        inference_url = self.inference.url if self.inference is not None else ""
+        for url in (self.redis_url, self.github_api_url, self.database_url or "", inference_url):
             password = _password(url)
             if password:
                 found.append(password)
@@ -530,6 +574,32 @@ def _http_url(env: _Env) -> str | None:
         )
         return None
     return value.rstrip("/")
+
+
+def _inference(env: _Env) -> InferenceSettings | None:
+    """The inference server (``REVIEWBOT_INFERENCE_*``), or None when no URL is set."""
+    url = env.get(INFERENCE_URL)
+    others = (INFERENCE_MODEL, INFERENCE_API_KEY, INFERENCE_CONCURRENCY, INFERENCE_TIMEOUT)
+    if url is None:
+        for name in (*others, INFERENCE_CONTEXT):
+            if env.get(name) is not None:
+                env.problem(f"{name} needs {INFERENCE_URL}")
+        return None
+    parts = split_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        env.problem(f"{INFERENCE_URL} must be an http(s) URL such as http://127.0.0.1:8000/v1")
+        return None
+    defaults = InferenceSettings(url=url)
+    return InferenceSettings(
+        url=url.rstrip("/"),
+        model=env.get(INFERENCE_MODEL),
+        api_key=env.get(INFERENCE_API_KEY),
+        concurrency=env.parse(INFERENCE_CONCURRENCY, _positive_int, "must be a positive integer")
+        or defaults.concurrency,
+        timeout=env.parse(INFERENCE_TIMEOUT, _positive_int, "must be a positive integer")
+        or defaults.timeout,
+        context_length=env.parse(INFERENCE_CONTEXT, _positive_int, "must be a positive integer"),
+    )
 
 
 def is_loopback(host: str) -> bool:
