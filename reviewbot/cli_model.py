@@ -27,6 +27,9 @@ from reviewbot.settings.defaults import (
 
 log = logging.getLogger(__name__)
 
+#: The KV cache's share of free memory on CPU (transformers takes 0.6 of the RAM).
+CPU_KV_CACHE_MEMORY = 0.05
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``model serve`` to the CLI."""
@@ -55,6 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one request at a time (continuous batching is on by default)",
     )
     s.add_argument(
+        "--kv-cache-memory",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="share of the device's free memory the continuous-batching KV cache takes "
+        f"(default: {CPU_KV_CACHE_MEMORY} on CPU, where it is the machine's RAM; "
+        "transformers' own on CUDA)",
+    )
+    s.add_argument(
         "--print-command",
         action="store_true",
         help="print the transformers serve command line and exit",
@@ -74,6 +86,7 @@ def serve_argv(
     device: str,
     four_bit: bool,
     batching: bool,
+    kv_cache_memory: float | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The ``transformers serve`` command line for model directory/hub id ``path``."""
@@ -81,6 +94,8 @@ def serve_argv(
     argv += ["--host", host, "--port", str(port), "--device", device]
     if batching:
         argv.append("--continuous-batching")
+        if kv_cache_memory is not None:
+            argv += ["--cb-max-memory-percent", f"{kv_cache_memory:g}"]
     if four_bit:
         argv += ["--quantization", "bnb-4bit"]
     return argv + [a for a in extra if a != "--"]
@@ -97,6 +112,8 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be a port number, not {args.port}", EXIT_USAGE)
+    if args.kv_cache_memory is not None and not 0 < args.kv_cache_memory <= 1:
+        raise CliError("--kv-cache-memory must be a fraction in (0, 1]", EXIT_USAGE)
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -113,6 +130,9 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot serve the model: {e}") from None
     if args.quantize == "4bit" and device.type != "cuda":
         log.warning("transformers serve quantizes on CUDA only: serving in full precision")
+    kv = args.kv_cache_memory
+    if kv is None and device.type == "cpu":
+        kv = CPU_KV_CACHE_MEMORY
     argv = serve_argv(
         path,
         args.host,
@@ -120,6 +140,7 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
         str(device),
         four_bit,
         not args.no_continuous_batching,
+        kv,
         args.extra,
     )
     if args.print_command:

@@ -51,7 +51,8 @@ class ServedModel:
         env["HF_HUB_OFFLINE"] = "1"
         self._out = open(self.log, "a")  # noqa: SIM115 - closed in stop()
         argv = [sys.executable, "-m", "reviewbot.cli", "model", "serve", "--model", self.model]
-        argv += ["--port", str(self.port), "--device", "cpu", *self.extra]
+        argv += ["--port", str(self.port), "--device", "cpu", "--kv-cache-memory", "0.05"]
+        argv += self.extra
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT
         )

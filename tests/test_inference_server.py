@@ -194,6 +194,8 @@ def test_model_serve_runs_transformers_serve_with_continuous_batching(tiny_model
     argv = out.stdout.split()
     assert argv[1:5] == ["-m", "transformers.cli.transformers", "serve", str(tiny_model_dir)]
     assert "--continuous-batching" in argv and "--quantization" not in argv  # CPU: no NF4
+    # on CPU the KV cache takes a small share of the RAM, not transformers' 60 %
+    assert argv[argv.index("--cb-max-memory-percent") + 1] == "0.05"
     assert argv[argv.index("--port") + 1] == "8011"
     assert argv[-2:] == ["--cb-num-blocks", "64"]
 
@@ -240,3 +242,50 @@ def test_a_review_through_llama_server(tmp_path, tiny_model_dir):
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+def test_doctor_checks_the_inference_server(served, tiny_model_dir):
+    from reviewbot.doctor.probes import model_checks
+    from reviewbot.settings.server import Settings
+
+    env = {"REVIEWBOT_MODEL": str(tiny_model_dir), "REVIEWBOT_INFERENCE_URL": served.url}
+    model, server = model_checks(Settings.from_env(env))
+    assert model.ok and server.ok, server
+    assert server.detail == (
+        f"{served.url} serves {tiny_model_dir}; context 256 tokens; "
+        "returns no log-probabilities: findings go unrated"
+    )
+    bad = Settings.from_env({**env, "REVIEWBOT_ADAPTERS": "team=served:team-lora"})
+    (_, server) = model_checks(bad)
+    assert not server.ok and "'team-lora'" in server.detail
+    down = Settings.from_env(
+        {**env, "REVIEWBOT_INFERENCE_URL": f"http://127.0.0.1:{free_port()}/v1"}
+    )
+    (_, server) = model_checks(down)
+    assert not server.ok and "did not answer" in server.detail
+    assert "reviewbot model serve" in server.fix
+
+
+def test_finetune_eval_generates_through_the_server(
+    served, tiny_model_dir, tmp_path, capsys: pytest.CaptureFixture[str]
+):
+    """`finetune eval --inference-url`: the same generation metrics as in-process (greedy,
+    full precision on both sides), and no loss (the weights are on the server)."""
+    import json
+
+    from reviewbot.cli import main
+
+    data = ROOT / "tests" / "data" / "review-comments.sample.jsonl"
+    argv = ["finetune", "eval", "--model", str(tiny_model_dir), "--device", "cpu"]
+    argv += ["--data", str(data), "--limit", "4", "--max-new-tokens", "8"]
+    argv += ["--revise-max-new-tokens", "8", "--quantize", "none"]
+    assert main([*argv, "--inference-url", served.url]) == 0
+    remote_metrics = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    local_metrics = json.loads(capsys.readouterr().out)
+    assert remote_metrics["device"] == served.url and remote_metrics.get("loss") is None
+    assert local_metrics["loss"]["tokens"] > 0
+    assert remote_metrics["critique"] == local_metrics["critique"]
+    assert remote_metrics["anchoring"] == local_metrics["anchoring"]
+    assert remote_metrics["timing"]["generated_tokens"] > 0
+    assert main([*argv, "--inference-url", served.url, "--loss-only"]) == 2

@@ -46,6 +46,13 @@ class ObservedModel:
         stats = getattr(self.model, "last_stats", None)
         if stats is not None:
             metrics.worker().generated(stats.prompt_tokens, stats.generated_tokens, stats.seconds)
+            log.info(
+                "generated %d tokens for %d prompts (%d prompt tokens) in %.2f s",
+                stats.generated_tokens,
+                stats.prompts,
+                stats.prompt_tokens,
+                stats.seconds,
+            )
         return out
 
 

@@ -181,11 +181,43 @@ def model_checks(settings: Settings) -> list[Check]:
     except ModelLoadError as e:
         return [Check("model", False, str(e), _model_fix(name))]
     checks = [Check("model", True, f"{name}: {where}")]
+    if settings.inference is not None:
+        return [*checks, inference_check(settings)]
     memory, four_bit, device = _memory(settings, config)
     checks.append(memory)
     checks.append(_bitsandbytes(device, four_bit))
     checks += _adapters(settings, _Base(config, name, path))
     return checks
+
+
+def inference_check(settings: Settings) -> Check:
+    """The inference server answers and serves the base model and every served adapter."""
+    from reviewbot.model.loading import ModelLoadError
+    from reviewbot.model.remote import InferenceServer, InferenceUnavailable, served_adapter
+
+    assert settings.inference is not None
+    server = None
+    try:
+        server = InferenceServer(settings.inference, settings.model)
+        paths = {settings.adapter, *settings.adapters.values()}
+        wanted = sorted({served_adapter(p) for p in paths}, key=lambda n: n or "")
+        names = server.check(wanted)
+        rates = server.can_score(names[0])
+    except InferenceUnavailable as e:
+        return Check(
+            "inference server",
+            False,
+            str(e),
+            "start it (`reviewbot model serve`, vLLM, ...) or correct REVIEWBOT_INFERENCE_URL",
+        )
+    except ModelLoadError as e:
+        return Check("inference server", False, str(e), "correct the names in the message")
+    rated = "rates findings" if rates else "returns no log-probabilities: findings go unrated"
+    return Check(
+        "inference server",
+        True,
+        f"{server.url} serves {', '.join(names)}; context {server.context_length} tokens; {rated}",
+    )
 
 
 def _model_fix(name: str) -> str:
