@@ -21,9 +21,13 @@ from typing import Any
 
 import torch
 
-from reviewbot.jobs.deadline import Deadline, current_deadline
+from reviewbot.jobs.deadline import Deadline
 from reviewbot.model.tokens import (
     GenerationStats,
+    begin_generation,
+    begin_scoring,
+    completion_room,
+    completion_token_ids,
     config_context,
     context_budgets,
     fit_prompt,
@@ -208,12 +212,7 @@ class Engine:
         """
         from tqdm.auto import tqdm
 
-        deadline = current_deadline()
-        if deadline is not None:
-            deadline.check("generation")
-        requested = self.settings.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if requested < 1:
-            raise ValueError(f"max_new_tokens must be positive, not {requested}")
+        deadline, requested = begin_generation(self.settings, max_new_tokens)
         if not prompts:
             self.last_stats = GenerationStats()
             return []
@@ -264,10 +263,8 @@ class Engine:
         return outputs
 
     def completion_ids(self, completion: str) -> list[int]:
-        """Token ids of a completion to score: no special token added, and none formed
-        by special-token strings in the text (it is the model's or a user's text)."""
-        text = self.renderer.neutralise(completion)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Token ids of a completion to score (see :mod:`reviewbot.model.tokens`)."""
+        return completion_token_ids(self.tokenizer, self.renderer, completion)
 
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         """Mean log-probability per token of each completion given its prompt, in order.
@@ -283,17 +280,13 @@ class Engine:
         before and after each batch. ValueError for mismatched lists or a completion
         with no tokens.
         """
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        deadline = current_deadline()
-        if deadline is not None:
-            deadline.check("scoring")
+        deadline = begin_scoring(prompts, completions)
         if not prompts:
             self.last_score_stats = GenerationStats()
             return []
         started = time.perf_counter()
         context = self.context_length
-        room = max(1, context - min(self.settings.min_prompt_tokens, context - 1))
+        room = completion_room(context, self.settings)
         # distinct (cut) prompt → the indices and tokens of its completions
         groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
         truncated = 0

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, current_deadline
+from reviewbot.jobs.deadline import Deadline, DeadlineExceeded
 from reviewbot.jobs.transient import TransientError
 from reviewbot.model.adapters import choose_prompt_format, make_renderer
 from reviewbot.model.loading import (
@@ -43,6 +43,10 @@ from reviewbot.model.loading import (
 )
 from reviewbot.model.tokens import (
     GenerationStats,
+    begin_generation,
+    begin_scoring,
+    completion_room,
+    completion_token_ids,
     config_context,
     context_budgets,
     fit_prompt,
@@ -390,12 +394,7 @@ class RemoteEngine:
         """Greedy completions of ``prompts`` (new text only), in input order; all sent at
         once (``concurrency`` in flight). Inside a job, past its deadline:
         :class:`~reviewbot.jobs.deadline.DeadlineExceeded`."""
-        deadline = current_deadline()
-        if deadline is not None:
-            deadline.check("generation")
-        requested = self.settings.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if requested < 1:
-            raise ValueError(f"max_new_tokens must be positive, not {requested}")
+        deadline, requested = begin_generation(self.settings, max_new_tokens)
         if not prompts:
             self.last_stats = GenerationStats()
             return []
@@ -429,18 +428,13 @@ class RemoteEngine:
         return [text for text, _ in results]
 
     def completion_ids(self, completion: str) -> list[int]:
-        text = self.renderer.neutralise(completion)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return completion_token_ids(self.tokenizer, self.renderer, completion)
 
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         """Mean log-probability per token of each completion given its prompt, from the
         server's prompt log-probabilities (cut as in-process); InferenceError when the
         server gives none (see ``can_score``)."""
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        deadline = current_deadline()
-        if deadline is not None:
-            deadline.check("scoring")
+        deadline = begin_scoring(prompts, completions)
         if not prompts:
             self.last_score_stats = GenerationStats()
             return []
@@ -452,7 +446,7 @@ class RemoteEngine:
             )
         started = time.perf_counter()
         context = self.context_length
-        room = max(1, context - min(self.settings.min_prompt_tokens, context - 1))
+        room = completion_room(context, self.settings)
         rows: list[tuple[list[int], int]] = []
         truncated = 0
         for prompt, completion in zip(prompts, completions, strict=True):

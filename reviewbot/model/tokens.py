@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from reviewbot.jobs.deadline import Deadline, current_deadline
 from reviewbot.settings.defaults import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -95,3 +96,42 @@ def config_context(config: Any, fallback: int) -> int:
     """A model config's context (``max_position_embeddings``), or ``fallback``."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return int(getattr(text, "max_position_embeddings", None) or fallback)
+
+
+def begin_generation(
+    settings: GenerationSettings, max_new_tokens: int | None
+) -> tuple[Deadline | None, int]:
+    """What every engine's ``generate`` starts with: the job's deadline (checked: past it,
+    DeadlineExceeded) and the new tokens asked for (the settings' when None; ValueError
+    below 1)."""
+    deadline = current_deadline()
+    if deadline is not None:
+        deadline.check("generation")
+    requested = settings.max_new_tokens if max_new_tokens is None else max_new_tokens
+    if requested < 1:
+        raise ValueError(f"max_new_tokens must be positive, not {requested}")
+    return deadline, requested
+
+
+def completion_room(context: int, settings: GenerationSettings) -> int:
+    """The most completion tokens ``score`` keeps: what the context leaves after
+    ``settings.min_prompt_tokens``."""
+    return max(1, context - min(settings.min_prompt_tokens, context - 1))
+
+
+def begin_scoring(prompts: list[str], completions: list[str]) -> Deadline | None:
+    """What every engine's ``score`` starts with: the lists checked (ValueError when their
+    lengths differ) and the job's deadline (checked: past it, DeadlineExceeded)."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    deadline = current_deadline()
+    if deadline is not None:
+        deadline.check("scoring")
+    return deadline
+
+
+def completion_token_ids(tokenizer: Any, renderer: Any, completion: str) -> list[int]:
+    """Token ids of a completion to score: no special token added, and none formed by
+    special-token strings in the text (it is the model's or a user's text)."""
+    text = renderer.neutralise(completion)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
