@@ -36,8 +36,9 @@ from typing import Any
 import torch
 from report import write_figures
 
-from reviewbot.model.generation import Engine, GenerationStats
+from reviewbot.model.generation import Engine
 from reviewbot.model.serving import load_engine
+from reviewbot.model.tokens import GenerationStats
 from reviewbot.settings.defaults import DEMO_MODEL, QUANTIZE_CHOICES, GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]

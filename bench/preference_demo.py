@@ -62,9 +62,9 @@ from reviewbot.learning.records import (
     category_of,
     export_record,
 )
-from reviewbot.model.generation import prompt_token_ids
 from reviewbot.model.loading import ModelLoadError, load_model
 from reviewbot.model.serving import SharedBase
+from reviewbot.model.tokens import prompt_token_ids
 from reviewbot.review.pipeline import critique_prompts, filter_critiques
 from reviewbot.settings.defaults import (
     CONFIDENCE_METHOD,

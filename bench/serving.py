@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from celery_worker import CeleryWorker, WorkerError  # noqa: E402
 from github_standin import APP_ID, GitHubStandIn, make_app_key, public_key_of  # noqa: E402
-from inference_server import ServedModel, ServerError, free_port  # noqa: E402
+from inference_server import ServedModel, ServerError, free_port, wait_healthy  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "serving.json"
 log = logging.getLogger("bench.serving")
@@ -81,20 +81,6 @@ def warm_up(url: str) -> None:
     model = requests.get(f"{url}/models", timeout=30).json()["data"][0]["id"]
     body = {"model": model, "prompt": "def f():", "max_tokens": 4, "temperature": 0}
     requests.post(f"{url}/completions", json=body, timeout=600).raise_for_status()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited ({proc.returncode})")
-        try:
-            if requests.get(url, timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} not healthy after {timeout:.0f}s")
 
 
 class Setup:
@@ -234,7 +220,7 @@ def llama_server(binary: str, workdir: Path, parallel: int) -> Any:
         argv = [binary, "-m", str(find_gguf()), "--host", "127.0.0.1", "--port", str(port)]
         argv += ["-c", str(2048 * parallel), "-np", str(parallel), "-t", threads]
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        wait_healthy(f"http://127.0.0.1:{port}/health", proc, 300)
+        wait_healthy(f"http://127.0.0.1:{port}/health", proc, 300, workdir / "llama-server.log")
         warm_up(f"http://127.0.0.1:{port}/v1")
 
         def stop() -> None:

@@ -3,7 +3,7 @@
 The prompt is rendered by the renderer serving uses
 (:func:`reviewbot.model.adapters.make_renderer`) and tokenized exactly as
 :meth:`reviewbot.model.generation.Engine.encode` does at serving time
-(:func:`reviewbot.model.generation.prompt_token_ids`), and the target separately,
+(:func:`reviewbot.model.tokens.prompt_token_ids`), and the target separately,
 followed by EOS: the model learns to continue the very token sequence it will be
 given when it reviews. Untrusted text becomes no special token in either: the
 renderer neutralises special-token strings in the prompt's fields and in the
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune.examples import Example
-from reviewbot.model.generation import prompt_token_ids, truncate_middle
+from reviewbot.model.tokens import prompt_token_ids, truncate_middle
 from reviewbot.review.prompts import Renderer
 
 IGNORE_INDEX = -100

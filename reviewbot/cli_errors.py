@@ -73,17 +73,22 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def inference_arg(args: argparse.Namespace) -> InferenceSettings | None:
-    """The inference server the command line names, or None (load the model here)."""
-    url = getattr(args, "inference_url", None) or os.environ.get("REVIEWBOT_INFERENCE_URL")
-    if not url:
-        return None
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise CliError(
-            f"--inference-url must be an http(s) URL such as http://127.0.0.1:8000/v1, not {url!r}",
-            EXIT_USAGE,
-        )
-    return InferenceSettings(
-        url=url.rstrip("/"),
-        model=args.inference_model or os.environ.get("REVIEWBOT_INFERENCE_MODEL") or None,
-        api_key=os.environ.get("REVIEWBOT_INFERENCE_API_KEY") or None,
+    """The inference server the command line names (its options over the
+    ``REVIEWBOT_INFERENCE_*`` variables, read by the settings' own rules), or None (load
+    the model here)."""
+    from reviewbot.settings.server import (
+        INFERENCE_MODEL,
+        INFERENCE_URL,
+        SettingsError,
+        inference_from_env,
     )
+
+    environ = dict(os.environ)
+    if getattr(args, "inference_url", None):
+        environ[INFERENCE_URL] = args.inference_url
+    if getattr(args, "inference_model", None):
+        environ[INFERENCE_MODEL] = args.inference_model
+    try:
+        return inference_from_env(environ)
+    except SettingsError as e:
+        raise CliError("; ".join(e.problems), EXIT_USAGE) from None

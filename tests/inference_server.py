@@ -31,6 +31,25 @@ class ServerError(RuntimeError):
     """The server exited, or was not healthy in time (log tail included)."""
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    """Until ``GET url`` answers 200; ServerError when ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"the server exited:\n{_tail(log)}")
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise ServerError(f"the server was not healthy after {timeout:.0f}s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+
 class ServedModel:
     """``reviewbot model serve --model MODEL`` on a loopback port; ``url`` is its API root."""
 
@@ -56,19 +75,8 @@ class ServedModel:
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError(f"the server exited:\n{self.text()[-3000:]}")
-            try:
-                if requests.get(self.url.removesuffix("/v1") + "/health", timeout=2).ok:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise ServerError(
-            f"the server was not healthy after {timeout:.0f}s:\n{self.text()[-3000:]}"
-        )
+        wait_healthy(self.url.removesuffix("/v1") + "/health", self.proc, timeout, self.log)
+        return self
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -13,9 +13,10 @@ from tinymodel import overfit_tiny_model
 
 from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, job_deadline
 from reviewbot.model.demo import MARKER, demo_model_dir, find_gguf, is_converted
-from reviewbot.model.generation import Engine, truncate_middle
+from reviewbot.model.generation import Engine
 from reviewbot.model.loading import ModelLoadError
 from reviewbot.model.serving import load_engine
+from reviewbot.model.tokens import truncate_middle
 from reviewbot.review.confidence import confidence
 from reviewbot.review.prompts import PromptFormatError, Renderer
 from reviewbot.settings.defaults import (

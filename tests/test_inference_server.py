@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from inference_server import ServedModel, free_port
+from inference_server import ServedModel, free_port, wait_healthy
 
 from reviewbot.jobs.deadline import Deadline, DeadlineExceeded, job_deadline
 from reviewbot.model.remote import (
@@ -216,17 +216,7 @@ def test_a_review_through_llama_server(tmp_path, tiny_model_dir):
         stderr=subprocess.STDOUT,
     )
     try:
-        import time
-
-        import requests
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
+        wait_healthy(f"http://127.0.0.1:{port}/health", proc, 120, tmp_path / "llama.log")
         engine = load_engine(
             None,
             settings=GenerationSettings(max_new_tokens=48),

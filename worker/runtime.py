@@ -154,7 +154,9 @@ class ModelRuntime:
         adapter is loaded once, the base never again."""
         path = self.adapter_dir(adapter_name, owner)
         if self.settings.inference is not None:
-            return self.remote().engine(served_name(path))
+            from reviewbot.model.remote import served_adapter
+
+            return self.remote().engine(served_adapter(path))
         return self.shared().engine(path)
 
     def preload(self) -> SharedBase | InferenceServer:
@@ -174,20 +176,11 @@ class ModelRuntime:
         from reviewbot.model.remote import InferenceUnavailable
 
         remote = self.remote()
-        paths = {self.settings.adapter, *self.settings.adapters.values()}
-        names = sorted({served_name(p) for p in paths}, key=lambda n: n or "")
         try:
-            remote.check(names)
+            remote.check_adapters([self.settings.adapter, *self.settings.adapters.values()])
         except InferenceUnavailable as e:
             log.warning("%s; jobs wait for it (retried)", e)
         return remote
-
-
-def served_name(adapter: str | None) -> str | None:
-    """The inference server's model name of a ``served:NAME`` adapter (None: the base)."""
-    from reviewbot.model.remote import served_adapter
-
-    return served_adapter(adapter)
 
 
 @cache

@@ -193,15 +193,13 @@ def model_checks(settings: Settings) -> list[Check]:
 def inference_check(settings: Settings) -> Check:
     """The inference server answers and serves the base model and every served adapter."""
     from reviewbot.model.loading import ModelLoadError
-    from reviewbot.model.remote import InferenceServer, InferenceUnavailable, served_adapter
+    from reviewbot.model.remote import InferenceServer, InferenceUnavailable
 
     assert settings.inference is not None
     server = None
     try:
         server = InferenceServer(settings.inference, settings.model)
-        paths = {settings.adapter, *settings.adapters.values()}
-        wanted = sorted({served_adapter(p) for p in paths}, key=lambda n: n or "")
-        names = server.check(wanted)
+        names = server.check_adapters([settings.adapter, *settings.adapters.values()])
         rates = server.can_score(names[0])
     except InferenceUnavailable as e:
         return Check(

@@ -229,7 +229,7 @@ def make_renderer(fmt: str, tokenizer: Any) -> Renderer:
     (:func:`special_token_strings`) and neutralises them in the text of every
     turn (:mod:`reviewbot.review.prompts`). Serving and finetune/ both render
     through this renderer and tokenize its prompt the same way
-    (:func:`reviewbot.model.generation.prompt_token_ids`), so they see the same
+    (:func:`reviewbot.model.tokens.prompt_token_ids`), so they see the same
     ids. Refused (ModelLoadError) for a tokenizer that still reads a special
     token in a neutralised string (say, one whose normalizer drops the
     zero-width space).

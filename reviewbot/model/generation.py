@@ -31,15 +31,11 @@ from reviewbot.model.tokens import (
     config_context,
     context_budgets,
     fit_prompt,
-    prompt_token_ids,
-    truncate_middle,
 )
 from reviewbot.review.prompts import Renderer
 from reviewbot.settings.defaults import GenerationSettings
 
 log = logging.getLogger(__name__)
-
-__all__ = ["Engine", "GenerationStats", "prompt_token_ids", "truncate_middle"]
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:

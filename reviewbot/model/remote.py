@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from reviewbot.settings.defaults import (
     GenerationSettings,
     InferenceSettings,
 )
+from reviewbot.settings.server import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +93,6 @@ def served_adapter(adapter: str | None) -> str | None:
     if not name:
         raise ModelLoadError(f"adapter {adapter!r} names no served model")
     return name
-
-
-def safe_url(url: str) -> str:
-    """``url`` without credentials or query (for messages and logs)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<unparseable url>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def connect(server: InferenceSettings) -> Any:
@@ -148,7 +136,10 @@ class InferenceServer:
         self.settings = settings
         self.default_format = default_format
         self.client = connect(server)
-        self.url = safe_url(server.url)
+        self.url = redact_url(server.url)
+        bos_id = self.tokenizer.bos_token_id
+        self.adds_bos = bos_id is not None and self.tokenizer("")["input_ids"][:1] == [bos_id]
+        """Whether the tokenizer adds BOS itself (so does the server, to the text it gets)."""
         self._lock = threading.Lock()
         self._served: list[dict[str, Any]] | None = None
         self._engines: dict[tuple[str | None, str | None], RemoteEngine] = {}
@@ -193,6 +184,11 @@ class InferenceServer:
                 raise InferenceError(self._unknown(chosen, names))
             out.append(chosen)
         return out
+
+    def check_adapters(self, adapters: Iterable[str | None]) -> list[str]:
+        """:meth:`check` for adapter values (``served:NAME``; None: the base model)."""
+        served = {served_adapter(a) for a in adapters}
+        return self.check(sorted(served, key=lambda n: n or ""))
 
     def _unknown(self, name: str, names: Sequence[str]) -> str:
         return (
@@ -380,9 +376,7 @@ class RemoteEngine:
         back to ``ids`` with its own special tokens added (BOS), as in-process."""
         tok = self.tokenizer
         bos, bos_id = tok.bos_token, tok.bos_token_id
-        adds_bos = bos_id is not None and tok("", add_special_tokens=True)["input_ids"][:1] == [
-            bos_id
-        ]
+        adds_bos = self.server.adds_bos
         if not cut:
             return prompt[len(bos) :] if adds_bos and bos and prompt.startswith(bos) else prompt
         body = ids[1:] if adds_bos and ids[:1] == [bos_id] else ids

@@ -149,11 +149,10 @@ def load_engine(
     if inference is not None:
         from reviewbot.model.remote import InferenceServer, served_adapter
 
-        served = served_adapter(adapter)
         server = InferenceServer(inference, model, settings)
-        (name,) = server.check([served])
+        (name,) = server.check_adapters([adapter])
         log.info("model %s served by %s as %s", server.name, server.url, name)
-        return server.engine(served, prompt_format)
+        return server.engine(served_adapter(adapter), prompt_format)
     started = time.perf_counter()
     if adapter:
         resolve_adapter(adapter)  # fail before loading the model

@@ -576,6 +576,15 @@ def _http_url(env: _Env) -> str | None:
     return value.rstrip("/")
 
 
+def inference_from_env(environ: Mapping[str, str]) -> InferenceSettings | None:
+    """``REVIEWBOT_INFERENCE_*`` alone (the CLI's ``--inference-*`` options go through
+    here too); SettingsError naming each bad variable."""
+    env = _Env(environ)
+    inference = _inference(env)
+    env.raise_if_problems()
+    return inference
+
+
 def _inference(env: _Env) -> InferenceSettings | None:
     """The inference server (``REVIEWBOT_INFERENCE_*``), or None when no URL is set."""
     url = env.get(INFERENCE_URL)
